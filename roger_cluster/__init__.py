@@ -1,0 +1,54 @@
+"""roger_cluster: a clustered job runtime for Python on RabbitMQ and etcd."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .client import Client
+from .config import AmqpConfig, EtcdConfig, NodeConfig
+from .errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ClusterConnectionError,
+    ClusterError,
+    ConfigError,
+    DecodeError,
+    DuplicateJob,
+    DuplicateNode,
+    JobError,
+    JobTimeout,
+    RogerError,
+    UnknownJob,
+    UnknownPartition,
+    UnroutableJob,
+)
+from .job import Job, JobRegistry
+from .node import Node
+
+__all__ = [
+    # the API
+    "Client",
+    "Job",
+    "JobRegistry",
+    "Node",
+    # configuration
+    "AmqpConfig",
+    "EtcdConfig",
+    "NodeConfig",
+    # errors
+    "RogerError",
+    "ConfigError",
+    "DecodeError",
+    "JobError",
+    "UnknownJob",
+    "DuplicateJob",
+    "JobTimeout",
+    "BrokerError",
+    "BrokerConnectionError",
+    "UnroutableJob",
+    "ClusterError",
+    "ClusterConnectionError",
+    "DuplicateNode",
+    "UnknownPartition",
+    "__version__",
+]

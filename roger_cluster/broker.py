@@ -1,0 +1,194 @@
+"""AMQP topology and publishing: the only module (with the runtime consumers it
+hands channels to) that talks to aio-pika.
+
+Declares are idempotent, so they are replayed freely after a reconnect or on
+every partition-map change. Every publish is mandatory and waits for the
+publisher confirm: a job is only reported enqueued once RabbitMQ has it, and a
+job that no queue would take is an error for the caller, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, DeliveryMode
+
+from .codec import CONTENT_TYPE, JobMessage, encode
+from .config import AmqpConfig
+from .errors import BrokerConnectionError, BrokerError, UnroutableJob
+from .names import buried_queue_name, queue_name
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ConnectionClosed,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What a passive declare tells about a queue."""
+
+    name: str
+    ready: int
+    consumers: int
+
+
+def amqp_message(message: JobMessage, body: bytes, partition: str) -> aio_pika.Message:
+    """The AMQP message carrying a job: persistent, typed, traceable in the console."""
+    return aio_pika.Message(
+        body,
+        content_type=CONTENT_TYPE,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message.id,
+        app_id=partition,
+        type=message.job,
+        timestamp=message.enqueued_at or None,
+    )
+
+
+class Broker:
+    """One AMQP connection with a confirming publish channel."""
+
+    def __init__(self, config: AmqpConfig) -> None:
+        self.config = config
+        self.connection: aio_pika.abc.AbstractConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._channel_lock = asyncio.Lock()
+
+    def _unreachable(self, error: BaseException) -> BrokerConnectionError:
+        return BrokerConnectionError(f"cannot reach RabbitMQ at {self.config.describe()}: {error}")
+
+    async def connect(self) -> None:
+        """Open the connection (plain, not robust: reconnecting is the owner's job)."""
+        try:
+            self.connection = await asyncio.wait_for(
+                aio_pika.connect(self.config.url), self.config.connect_timeout
+            )
+        except _CONNECTION_ERRORS as e:
+            raise self._unreachable(e) from e
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is open."""
+        return self.connection is not None and not self.connection.is_closed
+
+    async def close(self) -> None:
+        """Close the connection; unacked deliveries go back to their queues."""
+        connection, self.connection = self.connection, None
+        self._publish_channel = None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except _CONNECTION_ERRORS as e:
+                log.debug("closing AMQP connection: %s", e)
+
+    async def __aenter__(self) -> Broker:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def channel(self, prefetch: int | None = None) -> AbstractChannel:
+        """A new channel on the connection, with `prefetch` if given."""
+        if self.connection is None or self.connection.is_closed:
+            raise BrokerConnectionError(f"not connected to RabbitMQ at {self.config.describe()}")
+        try:
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            if prefetch is not None:
+                await channel.set_qos(prefetch_count=prefetch)
+        except _CONNECTION_ERRORS as e:
+            raise self._unreachable(e) from e
+        return channel
+
+    async def _guard(self, action: Callable[[], Awaitable[T]], what: str) -> T:
+        try:
+            return await action()
+        except aio_pika.exceptions.PublishError as e:
+            raise UnroutableJob(f"{what}: no queue takes it (is the partition started?)") from e
+        except (aiormq.exceptions.ChannelClosed, aio_pika.exceptions.DeliveryError) as e:
+            self._publish_channel = None
+            raise BrokerError(f"{what}: {e}") from e
+        except _CONNECTION_ERRORS as e:
+            self._publish_channel = None
+            raise self._unreachable(e) from e
+
+    async def _publisher(self) -> AbstractChannel:
+        channel = self._publish_channel
+        if channel is None or channel.is_closed:
+            async with self._channel_lock:
+                channel = self._publish_channel
+                if channel is None or channel.is_closed:
+                    channel = self._publish_channel = await self.channel()
+        return channel
+
+    async def declare(self, partition: str, queue: str) -> None:
+        """Declare the queue and its buried queue, durable, of the configured type."""
+        arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
+        names = (queue_name(partition, queue), buried_queue_name(partition, queue))
+
+        async def run() -> None:
+            channel = await self.channel()
+            try:
+                for name in names:
+                    await channel.declare_queue(name, durable=True, arguments=arguments)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        try:
+            await self._guard(run, f"declaring queue {names[0]}")
+        except BrokerError as e:
+            if "PRECONDITION_FAILED" in str(e.__cause__):
+                raise BrokerError(
+                    f"queue {names[0]} already exists with other settings than"
+                    f" durable {self.config.queue_type}: {e.__cause__}"
+                ) from e
+            raise
+
+    async def publish(self, message: JobMessage, partition: str) -> None:
+        """Publish one job to its partition queue and wait for the confirm."""
+        body = encode(message, self.config.max_payload_bytes)
+        amqp = amqp_message(message, body, partition)
+        await self._send(amqp, queue_name(partition, message.queue), f"job {message.id}")
+
+    async def publish_bytes(self, body: bytes, routing_key: str, properties: dict[str, Any]) -> None:
+        """Publish a body as it came (a message we could not run) with its properties."""
+        amqp = aio_pika.Message(body, **{**properties, "delivery_mode": DeliveryMode.PERSISTENT})
+        await self._send(amqp, routing_key, "message")
+
+    async def _send(self, amqp: aio_pika.Message, routing_key: str, what: str) -> None:
+        async def run() -> None:
+            channel = await self._publisher()
+            await channel.default_exchange.publish(amqp, routing_key=routing_key, mandatory=True)
+
+        await self._guard(run, f"publishing {what} to {routing_key}")
+
+    async def stats(self, name: str) -> QueueStats | None:
+        """Ready messages and consumers of a queue, or None if it does not exist."""
+
+        async def run() -> QueueStats | None:
+            channel = await self.channel()
+            try:
+                declared = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return None
+            result = declared.declaration_result
+            if not channel.is_closed:
+                await channel.close()
+            return QueueStats(name, result.message_count or 0, result.consumer_count or 0)
+
+        return await self._guard(run, f"reading queue {name}")

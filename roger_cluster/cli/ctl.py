@@ -1,0 +1,202 @@
+"""rogerctl: operate a roger_cluster from the shell.
+
+Exit codes: 0 ok; 1 a server cannot be reached or refused the request;
+2 bad usage or bad input (nothing was changed); 3 conflict (a duplicate job);
+4 not found (unknown partition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+from ..client import Client
+from ..cluster.partitions import check_concurrency
+from ..codec import JobMessage
+from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
+from ..job import Job, new_job_id
+from ..names import check_partition, check_queue
+from .common import (
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    add_connection_flags,
+    env,
+    fail,
+    setup_logging,
+)
+from .output import Output
+
+Command = Callable[[Client, argparse.Namespace, Output], Awaitable[None]]
+
+
+def parse_queues(items: list[str]) -> dict[str, int]:
+    """`default=10 other=5` -> {"default": 10, "other": 5}; ConfigError if malformed."""
+    queues: dict[str, int] = {}
+    for item in items:
+        queue, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{item!r} must look like QUEUE=CONCURRENCY, e.g. default=10")
+        check_queue(queue)
+        if queue in queues:
+            raise ConfigError(f"queue {queue!r} is given twice")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(
+                f"concurrency of queue {queue!r} must be a whole number, got {value!r}"
+            ) from None
+        queues[queue] = check_concurrency(queue, number)
+    return queues
+
+
+def job_message(path: str, args_json: str, queue: str | None) -> JobMessage:
+    """The message for `rogerctl job enqueue`, from the class if it can be imported here."""
+    module_name, sep, class_name = path.partition(":")
+    if not sep or not module_name or not class_name:
+        raise ConfigError(f"job class {path!r} must look like module.path:ClassName")
+    try:
+        args = json.loads(args_json)
+    except ValueError as e:
+        raise ConfigError(f"job arguments are not valid JSON: {e}") from None
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        # The class may live only on the nodes; they check it against their allowlist.
+        return JobMessage(new_job_id(), path, args, check_queue(queue or Job.queue))
+    if not (isinstance(cls, type) and issubclass(cls, Job)):
+        raise ConfigError(f"{path} is not a roger_cluster Job subclass")
+    return JobMessage.from_job(cls.create(args), queue)
+
+
+async def cmd_nodes(client: Client, args: argparse.Namespace, out: Output) -> None:
+    nodes = await client.nodes()
+    out.table(
+        ["NAME", "HOST", "PID", "VERSION", "STARTED"],
+        [[n.name, n.host, n.pid, n.version, out.time(n.started_at)] for n in nodes],
+        [vars(n) for n in nodes],
+    )
+
+
+async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Output) -> None:
+    spec = await client.start_partition(check_partition(args.name), parse_queues(args.queues))
+    out.message(
+        f"partition {spec.name} started: " + ", ".join(f"{q}={n}" for q, n in spec.queues.items()),
+        {"name": spec.name, "queues": dict(spec.queues)},
+    )
+
+
+async def cmd_partition_stop(client: Client, args: argparse.Namespace, out: Output) -> None:
+    await client.stop_partition(check_partition(args.name))
+    out.message(f"partition {args.name} stopped", {"name": args.name, "stopped": True})
+
+
+async def cmd_partition_list(client: Client, args: argparse.Namespace, out: Output) -> None:
+    specs = await client.partitions()
+    out.table(
+        ["PARTITION", "QUEUES"],
+        [[s.name, " ".join(f"{q}={n}" for q, n in s.queues.items())] for s in specs],
+        [{"name": s.name, "queues": dict(s.queues)} for s in specs],
+    )
+
+
+async def cmd_partition_show(client: Client, args: argparse.Namespace, out: Output) -> None:
+    info = await client.partition(check_partition(args.name))
+    out.table(
+        ["QUEUE", "RABBITMQ QUEUE", "CONCURRENCY", "READY", "UNACKED", "CONSUMERS"],
+        [[q.name, q.rabbitmq_queue, q.concurrency, q.ready, q.unacked, q.consumers] for q in info.queues],
+        [vars(q) for q in info.queues],
+    )
+
+
+async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output) -> None:
+    message = job_message(args.job, args.args, args.queue)
+    await client.enqueue_message(message, check_partition(args.partition))
+    out.message(message.id, {"id": message.id, "partition": args.partition, "queue": message.queue})
+
+
+def parser() -> argparse.ArgumentParser:
+    """The rogerctl argument parser."""
+    p = argparse.ArgumentParser(
+        prog="rogerctl",
+        description="Operate a roger_cluster: nodes, partitions, jobs.",
+        epilog="Exit codes: 0 ok, 1 server unreachable, 2 bad usage, 3 conflict, 4 not found.",
+    )
+    add_connection_flags(p)
+    p.add_argument(
+        "--management-url",
+        default=env("ROGER_MANAGEMENT_URL", ""),
+        help="RabbitMQ management API, for unacked counts (env ROGER_MANAGEMENT_URL;"
+        " default: port 15672 on the AMQP host, same credentials)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    nodes = commands.add_parser("nodes", help="list the live nodes")
+    nodes.set_defaults(run=cmd_nodes)
+
+    partition = commands.add_parser("partition", help="start, stop, list, show partitions")
+    pcmds = partition.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = pcmds.add_parser("start", help="create or reconfigure: NAME QUEUE=N [QUEUE=N ...]")
+    start.add_argument("name")
+    start.add_argument("queues", nargs="+", metavar="QUEUE=N")
+    start.set_defaults(run=cmd_partition_start)
+    stop = pcmds.add_parser("stop", help="stop consuming a partition (its queues keep their jobs)")
+    stop.add_argument("name")
+    stop.set_defaults(run=cmd_partition_stop)
+    pcmds.add_parser("list", help="list partitions").set_defaults(run=cmd_partition_list)
+    show = pcmds.add_parser("show", help="per queue: concurrency, ready, unacked, consumers")
+    show.add_argument("name")
+    show.set_defaults(run=cmd_partition_show)
+
+    job = commands.add_parser("job", help="enqueue jobs")
+    jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
+    enqueue = jcmds.add_parser("enqueue", help="enqueue a job; prints its id")
+    enqueue.add_argument("partition")
+    enqueue.add_argument("job", metavar="MODULE:CLASS")
+    enqueue.add_argument("args", nargs="?", default="null", metavar="ARGS_JSON")
+    enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
+    enqueue.set_defaults(run=cmd_job_enqueue)
+    return p
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Run the chosen command with a client built from the flags."""
+    client = Client(
+        args.amqp_url,
+        args.etcd,
+        args.namespace,
+        queue_type=args.queue_type,
+        management_url=args.management_url or None,
+    )
+    out = Output(json_mode=args.json)
+    command: Command = args.run
+    async with client:
+        await command(client, args, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of rogerctl."""
+    args = parser().parse_args(argv)
+    setup_logging("warning")
+    try:
+        asyncio.run(run(args))
+    except (ConfigError, JobError) as e:
+        return fail("rogerctl", EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT, str(e))
+    except (UnknownPartition, UnroutableJob) as e:
+        return fail("rogerctl", EXIT_NOT_FOUND, str(e))
+    except RogerError as e:
+        return fail("rogerctl", EXIT_UNREACHABLE, str(e))
+    except KeyboardInterrupt:
+        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

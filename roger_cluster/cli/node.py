@@ -1,0 +1,127 @@
+"""roger-node: run one node of the cluster until SIGTERM or SIGINT.
+
+Exit codes: 0 after a graceful shutdown; 1 when RabbitMQ or etcd cannot be
+reached at start, or the node crashed; 2 for bad flags or job modules that
+cannot be imported; 3 when a live node already has this name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+from ..config import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    AmqpConfig,
+    EtcdConfig,
+    NodeConfig,
+)
+from ..errors import ConfigError, DuplicateNode, RogerError
+from ..node import Node
+from .common import (
+    EXIT_CONFLICT,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    add_connection_flags,
+    env,
+    fail,
+    setup_logging,
+)
+
+log = logging.getLogger("roger_cluster.node")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The roger-node argument parser."""
+    p = argparse.ArgumentParser(
+        prog="roger-node",
+        description="Run a roger_cluster node: join the cluster and run jobs of every partition.",
+        epilog="Exit codes: 0 graceful stop, 1 server unreachable or crash, 2 bad usage, 3 name taken.",
+    )
+    add_connection_flags(p)
+    p.add_argument(
+        "--name",
+        default=env("ROGER_NODE_NAME", socket.gethostname()),
+        help="node name, unique in the cluster (env ROGER_NODE_NAME; default: the host name)",
+    )
+    p.add_argument(
+        "--jobs",
+        default=env("ROGER_JOBS", ""),
+        help="comma-separated modules whose Job classes this node may run (env ROGER_JOBS)",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=env("ROGER_LEASE_TTL", str(DEFAULT_LEASE_TTL)),
+        help="seconds a silent node stays registered (env ROGER_LEASE_TTL; default %(default)s)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=env("ROGER_SHUTDOWN_TIMEOUT", str(DEFAULT_SHUTDOWN_TIMEOUT)),
+        help="seconds running jobs get to finish on SIGTERM (env ROGER_SHUTDOWN_TIMEOUT;"
+        " default %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=env("ROGER_LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="log level (env ROGER_LOG_LEVEL; default %(default)s)",
+    )
+    return p
+
+
+def build_config(args: argparse.Namespace) -> NodeConfig:
+    """NodeConfig from parsed flags; ConfigError if a value is not allowed."""
+    jobs = tuple(m.strip() for m in args.jobs.split(",") if m.strip())
+    return NodeConfig(
+        amqp=AmqpConfig(url=args.amqp_url, queue_type=args.queue_type),
+        etcd=EtcdConfig.from_string(args.etcd, args.namespace),
+        name=args.name,
+        jobs=jobs,
+        lease_ttl=args.lease_ttl,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+async def run(config: NodeConfig) -> int:
+    """Start a node, wait for a signal or a crash, stop it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node(config)
+    await node.start()
+    stopped = asyncio.create_task(stop.wait())
+    crashed = asyncio.create_task(node.crashed.wait())
+    await asyncio.wait({stopped, crashed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    crashed.cancel()
+    log.info("node %s shutting down", config.name)
+    await node.stop()
+    return EXIT_UNREACHABLE if node.crashed.is_set() else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of roger-node."""
+    try:
+        args = parser().parse_args(argv)
+        setup_logging(args.log_level)
+        config = build_config(args)
+        return asyncio.run(run(config))
+    except ConfigError as e:
+        return fail("roger-node", EXIT_USAGE, str(e))
+    except DuplicateNode as e:
+        return fail("roger-node", EXIT_CONFLICT, str(e))
+    except RogerError as e:
+        return fail("roger-node", EXIT_UNREACHABLE, str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

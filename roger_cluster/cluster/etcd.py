@@ -1,0 +1,281 @@
+"""A small asyncio etcd v3 client on a gRPC channel of our own.
+
+aetcd provides the generated protobuf stubs; its `Client` opens one insecure
+channel to one `host:port` and hides the keep-alive and watch streams. We need
+several endpoints (an etcd cluster), our own lease keep-alive loop and our own
+watch resumption, so this module drives the stubs directly and exposes only
+what roger_cluster uses. Every gRPC error leaves this module as a ClusterError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from aetcd import rpc
+
+from ..config import EtcdConfig
+from ..errors import ClusterConnectionError, ClusterError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_UNREACHABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One key as read from etcd."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A put (value set) or a delete (value None) of one key."""
+
+    key: str
+    value: bytes | None
+    revision: int
+
+
+class Compacted(ClusterError):
+    """The watch start revision was compacted away: re-read, then watch again."""
+
+
+def prefix_end(prefix: str) -> bytes:
+    """The exclusive range end covering every key starting with `prefix`."""
+    raw = bytearray(prefix.encode())
+    for i in reversed(range(len(raw))):
+        if raw[i] < 0xFF:
+            raw[i] += 1
+            return bytes(raw[: i + 1])
+    return b"\0"
+
+
+def _kv(kv: Any) -> KeyValue:
+    return KeyValue(
+        key=kv.key.decode(),
+        value=bytes(kv.value),
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        lease=kv.lease,
+    )
+
+
+async def _target(config: EtcdConfig) -> str:
+    """A gRPC target for all endpoints: gRPC fails over between the addresses."""
+    if len(config.endpoints) == 1:
+        host, port = config.endpoints[0]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    addresses: list[str] = []
+    for host, port in config.endpoints:
+        infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        addresses.extend(f"{info[4][0]}:{port}" for info in infos[:1])
+    return "ipv4:" + ",".join(addresses)
+
+
+class Etcd:
+    """The etcd operations roger_cluster needs, on one gRPC channel."""
+
+    def __init__(self, config: EtcdConfig) -> None:
+        self.config = config
+        self._channel: grpc.aio.Channel | None = None
+        self._kv: Any = None
+        self._lease: Any = None
+        self._watch: Any = None
+
+    async def connect(self) -> None:
+        """Open the channel and check that etcd answers."""
+        if self._channel is None:
+            try:
+                target = await _target(self.config)
+            except OSError as e:
+                raise self._unreachable(e) from e
+            self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self._kv = rpc.KVStub(self._channel)
+            self._lease = rpc.LeaseStub(self._channel)
+            self._watch = rpc.WatchStub(self._channel)
+        await self.get(self.config.namespace + "/")
+
+    async def close(self) -> None:
+        """Close the channel; in-flight calls fail with ClusterConnectionError."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> Etcd:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _unreachable(self, error: BaseException) -> ClusterConnectionError:
+        return ClusterConnectionError(f"cannot reach etcd at {self.config.describe()}: {error}")
+
+    def _error(self, error: grpc.aio.AioRpcError) -> ClusterError:
+        if error.code() in _UNREACHABLE:
+            return self._unreachable(error.details() or error.code().name)
+        return ClusterError(f"etcd refused the request: {error.details()}")
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        if self._channel is None:
+            raise ClusterConnectionError("etcd client is not connected")
+        try:
+            return await make()
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e) from e
+
+    async def get(self, key: str) -> KeyValue | None:
+        """The key, or None."""
+        request = rpc.RangeRequest(key=key.encode())
+        reply = await self._call(lambda: self._kv.Range(request, timeout=self.config.timeout))
+        return _kv(reply.kvs[0]) if reply.kvs else None
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Every key under `prefix`, and the store revision they were read at."""
+        request = rpc.RangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
+        reply = await self._call(lambda: self._kv.Range(request, timeout=self.config.timeout))
+        return [_kv(kv) for kv in reply.kvs], reply.header.revision
+
+    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
+        """Set the key; returns the new revision."""
+        request = rpc.PutRequest(key=key.encode(), value=value, lease=lease)
+        reply = await self._call(lambda: self._kv.Put(request, timeout=self.config.timeout))
+        revision: int = reply.header.revision
+        return revision
+
+    async def delete(self, key: str) -> int:
+        """Delete the key; returns how many keys went (0 or 1)."""
+        request = rpc.DeleteRangeRequest(key=key.encode())
+        reply = await self._call(lambda: self._kv.DeleteRange(request, timeout=self.config.timeout))
+        deleted: int = reply.deleted
+        return deleted
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; returns how many went."""
+        request = rpc.DeleteRangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
+        reply = await self._call(lambda: self._kv.DeleteRange(request, timeout=self.config.timeout))
+        deleted: int = reply.deleted
+        return deleted
+
+    async def create(self, key: str, value: bytes, lease: int = 0) -> KeyValue | None:
+        """Put the key only if it does not exist, atomically.
+
+        Returns None when created, else the key that is already there.
+        """
+        compare = rpc.Compare(
+            key=key.encode(),
+            target=rpc.Compare.CREATE,
+            result=rpc.Compare.EQUAL,
+            create_revision=0,
+        )
+        request = rpc.TxnRequest(
+            compare=[compare],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
+        )
+        reply = await self._call(lambda: self._kv.Txn(request, timeout=self.config.timeout))
+        if reply.succeeded:
+            return None
+        kvs = reply.responses[0].response_range.kvs
+        # Deleted between the compare and the read: report a stale holder of lease 0.
+        return _kv(kvs[0]) if kvs else KeyValue(key, b"", 0, 0, 0)
+
+    async def grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds; returns its id."""
+        request = rpc.LeaseGrantRequest(TTL=ttl)
+        reply = await self._call(lambda: self._lease.LeaseGrant(request, timeout=self.config.timeout))
+        lease_id: int = reply.ID
+        return lease_id
+
+    async def revoke(self, lease_id: int) -> None:
+        """Revoke a lease, deleting its keys; an unknown lease is not an error."""
+        request = rpc.LeaseRevokeRequest(ID=lease_id)
+        try:
+            await self._call(lambda: self._lease.LeaseRevoke(request, timeout=self.config.timeout))
+        except ClusterConnectionError:
+            raise
+        except ClusterError as e:
+            log.debug("revoking lease %x: %s", lease_id, e)
+
+    async def refresh(self, lease_id: int) -> int:
+        """Send one keep-alive for the lease; returns its TTL, 0 if it expired."""
+
+        async def once() -> int:
+            call = self._lease.LeaseKeepAlive(
+                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.config.timeout
+            )
+            async for reply in call:
+                ttl: int = reply.TTL
+                return ttl
+            return 0
+
+        return await self._call(once)
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+        """Batches of events under `prefix` from `start_revision` on.
+
+        Ends only by raising: Compacted when the revision is gone,
+        ClusterConnectionError when the stream breaks. The caller resumes.
+        """
+        if self._channel is None:
+            raise ClusterConnectionError("etcd client is not connected")
+        create = rpc.WatchCreateRequest(
+            key=prefix.encode(),
+            range_end=prefix_end(prefix),
+            start_revision=start_revision,
+            progress_notify=True,
+        )
+        call = self._watch.Watch(_hold_open(rpc.WatchRequest(create_request=create)))
+        try:
+            async for reply in call:
+                if reply.compact_revision:
+                    raise Compacted(f"watch revision {start_revision} compacted")
+                if reply.canceled:
+                    raise ClusterError(f"etcd cancelled the watch: {reply.cancel_reason}")
+                if reply.events:
+                    yield [_event(e) for e in reply.events]
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e) from e
+        finally:
+            call.cancel()
+        raise ClusterConnectionError(f"etcd at {self.config.describe()} closed the watch")
+
+
+async def _hold_open(request: Any) -> AsyncIterator[Any]:
+    """Send one request, then keep our side of the stream open until cancelled."""
+    yield request
+    await asyncio.Event().wait()
+
+
+def _event(event: Any) -> WatchEvent:
+    deleted = event.type == rpc.Event.DELETE
+    return WatchEvent(
+        key=event.kv.key.decode(),
+        value=None if deleted else bytes(event.kv.value),
+        revision=event.kv.mod_revision,
+    )

@@ -1,0 +1,139 @@
+"""The partition map: which partitions exist, their queues and concurrency.
+
+The map lives in etcd (`<ns>/partitions/<name>`, JSON) and is the desired state
+every node converges to. `follow_map` reads it, then watches from the revision
+it was read at; when the watch breaks or its revision was compacted, it reads
+the whole map again, so a node never misses a change and never crashes on one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..errors import ClusterError, ConfigError, UnknownPartition
+from ..names import check_partition, check_queue
+from . import keys
+from .etcd import Etcd
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENCY = 10_000
+RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def check_concurrency(queue: str, value: object) -> int:
+    """A queue's concurrency if it is a whole number from 1 to MAX_CONCURRENCY."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"concurrency of queue {queue!r} must be a whole number, got {value!r}")
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency of queue {queue!r} must be between 1 and {MAX_CONCURRENCY}, got {value}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition as the map holds it."""
+
+    name: str
+    queues: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_partition(self.name)
+        if not self.queues:
+            raise ConfigError(f"partition {self.name!r} needs at least one queue")
+        for queue, concurrency in self.queues.items():
+            check_queue(queue)
+            check_concurrency(queue, concurrency)
+        object.__setattr__(self, "queues", dict(sorted(self.queues.items())))
+
+    def encode(self) -> bytes:
+        """The JSON value stored in etcd (readable with etcdctl)."""
+        return json.dumps({"queues": dict(self.queues)}, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, name: str, value: bytes) -> PartitionSpec:
+        """Parse a stored value; ConfigError if someone wrote garbage."""
+        try:
+            data = json.loads(value)
+            queues = data["queues"]
+            if not isinstance(queues, dict):
+                raise TypeError("queues is not an object")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"partition {name!r} in etcd is not valid: {e}") from e
+        return cls(name=name, queues=queues)
+
+
+PartitionMap = dict[str, PartitionSpec]
+
+
+def parse_entry(namespace: str, key: str, value: bytes) -> PartitionSpec | None:
+    """A map entry, or None (logged) if the stored value cannot be used."""
+    name = keys.name_of(keys.partitions_prefix(namespace), key)
+    try:
+        return PartitionSpec.decode(name, value)
+    except ConfigError as e:
+        log.error("ignoring partition %r: %s", name, e)
+        return None
+
+
+async def read_map(etcd: Etcd, namespace: str) -> tuple[PartitionMap, int]:
+    """The whole map and the revision it was read at."""
+    kvs, revision = await etcd.get_prefix(keys.partitions_prefix(namespace))
+    result: PartitionMap = {}
+    for kv in kvs:
+        spec = parse_entry(namespace, kv.key, kv.value)
+        if spec is not None:
+            result[spec.name] = spec
+    return result, revision
+
+
+async def get_partition(etcd: Etcd, namespace: str, name: str) -> PartitionSpec:
+    """One partition, or UnknownPartition."""
+    kv = await etcd.get(keys.partition(namespace, name))
+    if kv is None:
+        raise UnknownPartition(f"partition {name!r} does not exist")
+    return PartitionSpec.decode(name, kv.value)
+
+
+async def put_partition(etcd: Etcd, namespace: str, spec: PartitionSpec) -> int:
+    """Create or reconfigure a partition; returns the etcd revision of the write."""
+    return await etcd.put(keys.partition(namespace, spec.name), spec.encode())
+
+
+async def delete_partition(etcd: Etcd, namespace: str, name: str) -> bool:
+    """Remove a partition from the map; False if it was not there."""
+    return await etcd.delete(keys.partition(namespace, name)) > 0
+
+
+async def follow_map(
+    etcd: Etcd,
+    namespace: str,
+    on_change: Callable[[PartitionMap], Awaitable[None]],
+) -> None:
+    """Call `on_change` with the full map at start and after every change. Runs forever."""
+    attempt = 0
+    prefix = keys.partitions_prefix(namespace)
+    while True:
+        try:
+            current, revision = await read_map(etcd, namespace)
+            await on_change(dict(current))
+            attempt = 0
+            async for events in etcd.watch_prefix(prefix, revision + 1):
+                for event in events:
+                    name = keys.name_of(prefix, event.key)
+                    if event.value is None:
+                        current.pop(name, None)
+                    elif (spec := parse_entry(namespace, event.key, event.value)) is not None:
+                        current[name] = spec  # an unusable value keeps the last good one
+                await on_change(dict(current))
+        except ClusterError as e:
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            attempt += 1
+            log.warning("partition map watch interrupted (%s); re-reading in %.1fs", e, delay)
+            await asyncio.sleep(delay)

@@ -1,0 +1,119 @@
+"""Configuration as data: frozen dataclasses, validated once in their constructors.
+
+Only `cli/` reads the environment; everything below gets one of these objects
+passed explicitly, so a node or client configured in code behaves exactly like
+one configured from flags.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .names import check_node
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+DEFAULT_ETCD = "localhost:2379"
+DEFAULT_NAMESPACE = "roger"
+DEFAULT_LEASE_TTL = 10
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+QUEUE_TYPES = ("quorum", "classic")
+
+
+def _parse_endpoint(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        host, port = parts.hostname, parts.port
+    else:
+        host, _, port_text = text.rpartition(":")
+        if not host:
+            host, port_text = port_text, "2379"
+        host = host.strip("[]")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ConfigError(f"etcd endpoint {text!r} has a bad port") from None
+    if not host or port is None or not 0 < port < 65536:
+        raise ConfigError(f"etcd endpoint {text!r} must look like host:port")
+    return host, port
+
+
+@dataclass(frozen=True)
+class EtcdConfig:
+    """Where etcd is and which key prefix this cluster owns."""
+
+    endpoints: tuple[tuple[str, int], ...] = (("localhost", 2379),)
+    namespace: str = DEFAULT_NAMESPACE
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ConfigError("at least one etcd endpoint is needed")
+        if not self.namespace or "/" in self.namespace.strip("/") or not self.namespace.isprintable():
+            raise ConfigError(f"namespace {self.namespace!r} must be a non-empty word without '/'")
+        if self.timeout <= 0:
+            raise ConfigError("etcd timeout must be positive")
+
+    @classmethod
+    def from_string(cls, endpoints: str, namespace: str = DEFAULT_NAMESPACE) -> EtcdConfig:
+        """Parse `host:port[,host:port…]` (an `http://` prefix is accepted)."""
+        items = [e for e in endpoints.split(",") if e.strip()]
+        if not items:
+            raise ConfigError("at least one etcd endpoint is needed")
+        return cls(endpoints=tuple(_parse_endpoint(e) for e in items), namespace=namespace)
+
+    def describe(self) -> str:
+        """The endpoints as a user would write them, for error messages."""
+        return ",".join(f"{h}:{p}" for h, p in self.endpoints)
+
+
+@dataclass(frozen=True)
+class AmqpConfig:
+    """Where RabbitMQ is and how queues are declared."""
+
+    url: str = DEFAULT_AMQP_URL
+    queue_type: str = "quorum"
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.url).scheme
+        if scheme not in ("amqp", "amqps"):
+            raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {self.describe()!r}")
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigError(f"queue type must be one of {', '.join(QUEUE_TYPES)}")
+        if self.max_payload_bytes <= 0:
+            raise ConfigError("max payload size must be positive")
+
+    def describe(self) -> str:
+        """The URL without its password, safe for logs and error messages."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a `roger-node` needs."""
+
+    amqp: AmqpConfig = field(default_factory=AmqpConfig)
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    name: str = field(default_factory=socket.gethostname)
+    jobs: tuple[str, ...] = ()
+    lease_ttl: int = DEFAULT_LEASE_TTL
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+    def __post_init__(self) -> None:
+        check_node(self.name)
+        if self.lease_ttl < 2:
+            raise ConfigError("lease TTL must be at least 2 seconds")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("shutdown timeout must not be negative")
+        for module in self.jobs:
+            if not module or not all(p.isidentifier() for p in module.split(".")):
+                raise ConfigError(f"--jobs entry {module!r} is not a module name")

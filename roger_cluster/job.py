@@ -1,0 +1,128 @@
+"""The `Job` base class and the allowlist of job classes a node may run.
+
+A node runs only `Job` subclasses *defined in* the modules it was told to load
+(`--jobs`). Messages name their class as `module:Class`; the name is looked up
+in a `JobRegistry` built at start-up and is never imported, so a message cannot
+make a node import or run code the operator did not allow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Self
+
+from .errors import ConfigError, UnknownJob
+from .names import check_queue
+
+
+def new_job_id() -> str:
+    """A fresh, globally unique job id."""
+    return uuid.uuid4().hex
+
+
+class Job:
+    """Base class of every job.
+
+    Subclass it, set `queue` (or override `queue_type`), and write `perform`,
+    either `async def` (runs on the node's event loop) or plain `def` (runs in
+    a worker thread).
+    """
+
+    queue: ClassVar[str] = "default"
+    retryable: ClassVar[bool] = False
+    max_execution_time: ClassVar[float | None] = None
+
+    def __init__(self, args: Any = None, *, job_id: str | None = None) -> None:
+        self.id = job_id or new_job_id()
+        self.args = args
+        self._cancel_requested = threading.Event()
+
+    @classmethod
+    def create(cls, args: Any = None) -> Self:
+        """A new job of this class with `args` and a unique id."""
+        return cls(args)
+
+    @classmethod
+    def path(cls) -> str:
+        """The name messages use for this class: `module:QualName`."""
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the node asked this job to stop; long sync jobs may poll it."""
+        return self._cancel_requested.is_set()
+
+    def queue_type(self, args: Any) -> str:
+        """The queue of the partition this job goes to; `queue` unless overridden."""
+        return self.queue
+
+    def queue_key(self, args: Any) -> str | None:
+        """At most one queued job per key; None for no uniqueness."""
+        return None
+
+    def execution_key(self, args: Any) -> str | None:
+        """At most one running job per key; None for no serialization."""
+        return None
+
+    def perform(self, args: Any) -> Any:
+        """The work. Override as `async def` or `def`."""
+        raise NotImplementedError(f"{self.path()} does not define perform()")
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """Whether `perform` is a coroutine function (else it runs in a thread)."""
+        return inspect.iscoroutinefunction(cls.perform)
+
+    def __repr__(self) -> str:
+        return f"<{self.path()} id={self.id}>"
+
+
+class JobRegistry:
+    """The job classes a node may run, by `module:Class` name."""
+
+    def __init__(self, classes: Mapping[str, type[Job]]) -> None:
+        self._classes = dict(classes)
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[str]) -> JobRegistry:
+        """Import each module and allow the Job subclasses it defines.
+
+        Raises ConfigError for a module that cannot be imported, so a typo in
+        `--jobs` stops the node at start instead of burying every job later.
+        """
+        classes: dict[str, type[Job]] = {}
+        for name in modules:
+            try:
+                module = importlib.import_module(name)
+            except Exception as e:  # any import-time failure is a config problem
+                raise ConfigError(f"cannot import job module {name!r}: {e}") from e
+            for obj in vars(module).values():
+                if _defined_job(obj, name):
+                    check_queue(obj.queue)
+                    classes[obj.path()] = obj
+        return cls(classes)
+
+    def resolve(self, path: str) -> type[Job]:
+        """The allowed class named `path`, or UnknownJob."""
+        try:
+            return self._classes[path]
+        except KeyError:
+            raise UnknownJob(f"job class {path!r} is not allowed on this node") from None
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._classes
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def names(self) -> list[str]:
+        """The allowed class names, sorted."""
+        return sorted(self._classes)
+
+
+def _defined_job(obj: object, module: str) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Job) and obj is not Job and obj.__module__ == module

@@ -1,0 +1,251 @@
+"""A tiny client of the RabbitMQ management HTTP API.
+
+`rogerctl partition show` reads unacked counts here (AMQP itself only tells
+ready messages and consumers). Tests use it because the product promises
+that the RabbitMQ console shows one
+consumer per node on every partition queue, with prefetch = the queue's
+concurrency, and that queue counts (ready / unacked) are what `rogerctl` shows.
+Tests check that promise where an operator would look: the management API
+(plugin `rabbitmq_management`), not our own bookkeeping.
+
+Stdlib only (urllib): the test kit must not pull in an HTTP library, and a
+blocking request run through `asyncio.to_thread` keeps the event loop free.
+
+Credentials travel in the URL's userinfo (`http://guest:guest@127.0.0.1:15672`),
+the form `RabbitEndpoint.management_url` uses; without userinfo, guest/guest.
+
+The management API serves statistics that its agent aggregates once per the
+finest sample-retention granularity (5 s by default, 1 s on the test brokers
+`servers.py` starts): a new consumer or message count shows up up to that much
+later, so tests poll with `eventually`, never assert once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ConsumerInfo", "Management", "ManagementError", "QueueInfo"]
+
+_Json = Mapping[str, object]
+
+
+class ManagementError(RuntimeError):
+    """The management API could not be reached or refused a request."""
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """One consumer on a queue, as the console lists it."""
+
+    queue: str
+    vhost: str
+    consumer_tag: str
+    prefetch_count: int
+    ack_required: bool
+    active: bool
+    channel_name: str | None
+    connection_name: str | None
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One queue with the counts the console shows."""
+
+    name: str
+    vhost: str
+    type: str  # "classic", "quorum" or "stream"
+    durable: bool
+    auto_delete: bool
+    exclusive: bool
+    messages: int
+    messages_ready: int
+    messages_unacknowledged: int
+    consumers: int
+
+
+class Management:
+    """Client of one broker's management API. Constructing it does no I/O."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not a management URL: {url!r}")
+        user = urllib.parse.unquote(parts.username) if parts.username else "guest"
+        password = urllib.parse.unquote(parts.password) if parts.password else "guest"
+        netloc = parts.netloc.rpartition("@")[2]  # host[:port] without the credentials
+        path = parts.path.rstrip("/")
+        self.base_url = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self._auth = f"Basic {token}"
+        self._timeout = timeout
+
+    @classmethod
+    def for_amqp(cls, amqp_url: str, management_url: str | None = None) -> Management:
+        """The given management URL, or port 15672 on the AMQP host with its credentials."""
+        if management_url:
+            return cls(management_url, timeout=3.0)
+        parts = urllib.parse.urlsplit(amqp_url)
+        scheme = "https" if parts.scheme == "amqps" else "http"
+        userinfo = parts.netloc.rpartition("@")[0]
+        host = parts.hostname or "localhost"
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{userinfo}@{host}:15672" if userinfo else f"{host}:15672"
+        return cls(urllib.parse.urlunsplit((scheme, netloc, "", "", "")), timeout=3.0)
+
+    async def unacked(self, queue: str, vhost: str = "/") -> int | None:
+        """Unacknowledged messages of `queue`, or None if the API cannot tell."""
+        try:
+            info = await self.queue(queue, vhost)
+        except ManagementError:
+            return None
+        return None if info is None else info.messages_unacknowledged
+
+    # -- async API ---------------------------------------------------------
+
+    async def overview(self) -> _Json:
+        """`/api/overview`: versions, cluster name, totals."""
+        return await asyncio.to_thread(self.overview_blocking)
+
+    async def queue(self, queue: str, vhost: str = "/") -> QueueInfo | None:
+        """The queue's info, or None if it does not exist."""
+        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}/{_q(queue)}")
+        return None if data is None else _queue_info(_obj(data))
+
+    async def queues(self, vhost: str = "/") -> list[QueueInfo]:
+        """Every queue of the vhost."""
+        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}")
+        return [_queue_info(_obj(item)) for item in _list(data)]
+
+    async def consumers(self, queue: str, vhost: str = "/") -> list[ConsumerInfo]:
+        """The consumers attached to `queue` (none if it does not exist), by tag.
+
+        Read from the queue's `consumer_details`: it shows a new consumer as
+        soon as `/api/consumers` does (same stats cycle) and costs one queue.
+        """
+        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}/{_q(queue)}")
+        if data is None:
+            return []
+        details = _obj(data).get("consumer_details", [])
+        found = [_consumer_info(_obj(item)) for item in _list(details)]
+        return sorted(found, key=lambda c: c.consumer_tag)
+
+    async def delete_queue(self, queue: str, vhost: str = "/") -> bool:
+        """Delete the queue whatever it holds; False if it did not exist."""
+        path = f"/api/queues/{_q(vhost)}/{_q(queue)}"
+        return await asyncio.to_thread(self._delete, path)
+
+    async def delete_queues(self, prefix: str, vhost: str = "/") -> int:
+        """Delete every queue whose name starts with `prefix`; how many went.
+
+        For cleanup after a test that made partitions named from its own prefix.
+        """
+        if not prefix:
+            raise ValueError("refusing to delete every queue: give a non-empty prefix")
+        deleted = 0
+        for info in await self.queues(vhost):
+            if info.name.startswith(prefix) and await self.delete_queue(info.name, vhost):
+                deleted += 1
+        return deleted
+
+    # -- blocking API (readiness probes run outside any event loop) ---------
+
+    def overview_blocking(self) -> _Json:
+        """`/api/overview`, blocking; raises ManagementError if unreachable."""
+        data = self._get("/api/overview")
+        if data is None:
+            raise ManagementError(f"{self.base_url}/api/overview: not found")
+        return _obj(data)
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _get(self, path: str) -> object | None:
+        """GET `path` as JSON; None on 404."""
+        body = self._request("GET", path)
+        return None if body is None else json.loads(body)
+
+    def _delete(self, path: str) -> bool:
+        return self._request("DELETE", path) is not None
+
+    def _request(self, method: str, path: str) -> bytes | None:
+        request = urllib.request.Request(
+            self.base_url + path,
+            method=method,
+            headers={"Authorization": self._auth, "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise ManagementError(f"{method} {self.base_url}{path}: HTTP {e.code}") from e
+        except (OSError, ValueError) as e:
+            raise ManagementError(f"{method} {self.base_url}{path}: {e}") from e
+
+
+def _q(segment: str) -> str:
+    """Quote one path segment: the default vhost "/" becomes "%2F"."""
+    return urllib.parse.quote(segment, safe="")
+
+
+def _obj(value: object) -> _Json:
+    if not isinstance(value, dict):
+        raise ManagementError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ManagementError(f"expected a JSON array, got {type(value).__name__}")
+    return value
+
+
+def _int(data: _Json, key: str) -> int:
+    """A count; absent until the first stats cycle has run, then 0."""
+    value = data.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _str(data: _Json, key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _queue_info(data: _Json) -> QueueInfo:
+    return QueueInfo(
+        name=_str(data, "name") or "",
+        vhost=_str(data, "vhost") or "",
+        type=_str(data, "type") or "classic",
+        durable=data.get("durable") is True,
+        auto_delete=data.get("auto_delete") is True,
+        exclusive=data.get("exclusive") is True,
+        messages=_int(data, "messages"),
+        messages_ready=_int(data, "messages_ready"),
+        messages_unacknowledged=_int(data, "messages_unacknowledged"),
+        consumers=_int(data, "consumers"),
+    )
+
+
+def _consumer_info(data: _Json) -> ConsumerInfo:
+    queue = data.get("queue")
+    queue_json = _obj(queue) if isinstance(queue, dict) else {}
+    channel = data.get("channel_details")
+    channel_json = _obj(channel) if isinstance(channel, dict) else {}
+    return ConsumerInfo(
+        queue=_str(queue_json, "name") or "",
+        vhost=_str(queue_json, "vhost") or "",
+        consumer_tag=_str(data, "consumer_tag") or "",
+        prefetch_count=_int(data, "prefetch_count"),
+        ack_required=data.get("ack_required") is True,
+        active=data.get("active", True) is True,
+        channel_name=_str(channel_json, "name"),
+        connection_name=_str(channel_json, "connection_name"),
+    )

@@ -1,0 +1,218 @@
+"""A node: joins the cluster, follows the partition map, consumes every queue.
+
+The node is a reconciler. Desired state is the partition map in etcd; actual
+state is this node's consumers in RabbitMQ. Whenever either side changes (a
+map event, a lost channel, a lost connection) the node converges: declare
+missing queues, attach a consumer per queue with prefetch = concurrency,
+re-apply changed concurrency, drain consumers of removed queues. We do not
+rely on aio-pika's robust connection to restore consumers; convergence after
+a reconnect is the same code path as convergence after a map change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from .broker import Broker
+from .cluster.etcd import Etcd
+from .cluster.membership import Membership, NodeInfo
+from .cluster.partitions import PartitionMap, follow_map
+from .config import NodeConfig
+from .errors import RogerError
+from .job import JobRegistry
+from .runtime.consumer import QueueConsumer
+from .runtime.worker import Worker
+
+log = logging.getLogger(__name__)
+
+QueueId = tuple[str, str]
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+SYNC_JOB_THREADS = 512
+START_TIMEOUT = 10.0
+
+
+def desired_queues(partitions: PartitionMap) -> dict[QueueId, int]:
+    """Every (partition, queue) of the map with its concurrency."""
+    return {
+        (spec.name, queue): concurrency
+        for spec in partitions.values()
+        for queue, concurrency in spec.queues.items()
+    }
+
+
+class Node:
+    """One roger-node. `async with Node(config):` or `start()` / `stop()`."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        registry: JobRegistry | None = None,
+        on_consume_ok: Callable[[QueueConsumer], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._registry = registry
+        self._on_consume_ok = on_consume_ok
+        self.etcd = Etcd(config.etcd)
+        self.broker = Broker(config.amqp)
+        self.info = NodeInfo.here(config.name)
+        self.membership = Membership(self.etcd, config.etcd.namespace, self.info, config.lease_ttl)
+        self.consumers: dict[QueueId, QueueConsumer] = {}
+        self.map_loaded = asyncio.Event()
+        self.converged = asyncio.Event()
+        self.crashed = asyncio.Event()
+        self._desired: dict[QueueId, int] = {}
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._draining: set[asyncio.Task[None]] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._worker: Worker | None = None
+
+    @property
+    def name(self) -> str:
+        """The node name."""
+        return self.config.name
+
+    async def start(self) -> None:
+        """Join the cluster and attach consumers for the current map.
+
+        Raises ConfigError (bad --jobs), ClusterConnectionError,
+        BrokerConnectionError or DuplicateNode; nothing is left running then.
+        """
+        registry = self._registry or JobRegistry.from_modules(self.config.jobs)
+        self._executor = ThreadPoolExecutor(SYNC_JOB_THREADS, thread_name_prefix="roger-job")
+        self._worker = Worker(registry, self.name, self._executor)
+        try:
+            await self.etcd.connect()
+            await self.broker.connect()
+            self._watch_connection()
+            await self.membership.register()
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._guarded(self.membership.keep_alive()), name="keep-alive"),
+            asyncio.create_task(self._guarded(self._reconcile_forever()), name="reconcile"),
+            asyncio.create_task(
+                self._guarded(follow_map(self.etcd, self.config.etcd.namespace, self._on_map)),
+                name="partition-map",
+            ),
+        ]
+        await self._wait_converged()
+        log.info("node %s started with %d job class(es)", self.name, len(registry))
+
+    async def _wait_converged(self) -> None:
+        """Return once the map was read and applied, or after START_TIMEOUT trying."""
+        try:
+            await asyncio.wait_for(self.converged.wait(), START_TIMEOUT)
+        except TimeoutError:
+            log.warning("node %s started before its consumers were attached; still trying", self.name)
+
+    async def _guarded(self, coroutine: object) -> None:
+        """Run a long-lived part; its crash is logged, never lost."""
+        try:
+            await coroutine  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.critical("node part crashed; the node stops", exc_info=True)
+            self.crashed.set()
+            raise
+
+    async def stop(self) -> None:
+        """Leave gracefully: stop consuming, finish running jobs, revoke the lease."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        consumers, self.consumers = list(self.consumers.values()), {}
+        timeout = self.config.shutdown_timeout
+        await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
+        try:
+            await self.membership.leave()
+        except RogerError as e:
+            log.warning("could not revoke the node lease (it expires by itself): %s", e)
+        await self._close_clients()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("node %s stopped", self.name)
+
+    async def _close_clients(self) -> None:
+        await self.broker.close()
+        await self.etcd.close()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _on_map(self, partitions: PartitionMap) -> None:
+        self._desired = desired_queues(partitions)
+        self._dirty.set()
+        self.map_loaded.set()
+
+    def _watch_connection(self) -> None:
+        connection = self.broker.connection
+        if connection is not None:
+            connection.close_callbacks.add(lambda *_: self._dirty.set())
+
+    async def _reconcile_forever(self) -> None:
+        attempt = 0
+        while True:
+            await self._dirty.wait()
+            try:
+                await self._converge()
+                attempt = 0
+            except RogerError as e:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                log.warning("cannot converge (%s); trying again in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                self._dirty.set()
+
+    async def _converge(self) -> None:
+        self._dirty.clear()
+        if not self.broker.is_connected:
+            await self._reconnect_broker()
+        desired = dict(self._desired)
+        for queue_id in [q for q in self.consumers if q not in desired]:
+            self._drain(self.consumers.pop(queue_id))
+        await asyncio.gather(*(self._converge_queue(queue_id, n) for queue_id, n in desired.items()))
+        if self.map_loaded.is_set() and not self._dirty.is_set():
+            self.converged.set()
+
+    async def _converge_queue(self, queue_id: QueueId, concurrency: int) -> None:
+        consumer = self.consumers.get(queue_id)
+        if consumer is not None and consumer.is_alive:
+            await consumer.set_concurrency(concurrency)
+            return
+        if consumer is not None:
+            await consumer.close()
+        partition, queue = queue_id
+        assert self._worker is not None
+        consumer = QueueConsumer(
+            self.broker, self._worker, partition, queue, concurrency, self._on_consume_ok
+        )
+        await self.broker.declare(partition, queue)
+        await consumer.start()
+        consumer.on_closed(self._dirty.set)
+        self.consumers[queue_id] = consumer
+
+    def _drain(self, consumer: QueueConsumer) -> None:
+        log.info("partition queue %s removed; draining its consumer", consumer.name)
+        task = asyncio.create_task(consumer.stop(self.config.shutdown_timeout))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _reconnect_broker(self) -> None:
+        for consumer in self.consumers.values():
+            await consumer.close()
+        self.consumers.clear()
+        await self.broker.close()
+        await self.broker.connect()
+        self._watch_connection()
+        log.info("connected to RabbitMQ at %s", self.config.amqp.describe())

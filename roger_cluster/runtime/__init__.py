@@ -1,0 +1,1 @@
+"""Executing jobs: consumers do the AMQP I/O, the worker runs one job."""

@@ -1,0 +1,173 @@
+"""One consumer of one partition queue on this node: the AMQP side of execution.
+
+Each consumer has its own channel, so a channel error on one queue cannot stop
+the others, and its prefetch is the queue's concurrency: RabbitMQ shows one
+consumer per node per queue with that prefetch. The message is acked (or
+buried, then acked) here and only here, after the worker is done with it; a
+node that dies before that leaves the message unacked and RabbitMQ gives it to
+another node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from ..broker import Broker
+from ..names import buried_queue_name, queue_name
+from .slots import Slots
+from .worker import Action, Outcome, Worker
+
+log = logging.getLogger(__name__)
+
+BURY_RETRY_DELAY = 1.0
+REASON_HEADER = "x-roger-reason"
+
+
+class QueueConsumer:
+    """Consumes `partition`-`queue` with prefetch = concurrency."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        worker: Worker,
+        partition: str,
+        queue: str,
+        concurrency: int,
+        on_consume_ok: Callable[[QueueConsumer], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.worker = worker
+        self.partition = partition
+        self.queue = queue
+        self.name = queue_name(partition, queue)
+        self.concurrency = concurrency
+        self.slots = Slots(concurrency)
+        self._on_consume_ok = on_consume_ok
+        self._channel: AbstractChannel | None = None
+        self._tag: str | None = None
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the consumer's channel is open and consuming."""
+        return self._tag is not None and self._channel is not None and not self._channel.is_closed
+
+    async def start(self) -> None:
+        """Open a channel with prefetch = concurrency and start consuming."""
+        self._channel = await self.broker.channel(prefetch=self.concurrency)
+        await self._consume()
+
+    async def _consume(self) -> None:
+        assert self._channel is not None
+        queue = await self._channel.get_queue(self.name, ensure=False)
+        self._tag = await queue.consume(self._on_message)
+        log.info(
+            "consuming %s with prefetch %d (consume-ok at %.6f)",
+            self.name,
+            self.concurrency,
+            time.time(),
+        )
+        if self._on_consume_ok is not None:
+            self._on_consume_ok(self)
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the channel closes for any reason but our own close()."""
+        channel = self._channel
+
+        def closed(*_: object) -> None:
+            if self._channel is channel:
+                callback()
+
+        if channel is not None:
+            channel.close_callbacks.add(closed)
+
+    async def set_concurrency(self, concurrency: int) -> None:
+        """Apply a new concurrency: new prefetch for a new consumer on the same channel.
+
+        Deliveries of the old consumer stay on the channel and are acked there
+        as their jobs end; nothing is requeued or run twice.
+        """
+        if concurrency == self.concurrency:
+            return
+        self.concurrency = concurrency
+        await self.slots.resize(concurrency)
+        if self._channel is None:
+            return
+        await self._cancel()
+        await self._channel.set_qos(prefetch_count=concurrency)
+        await self._consume()
+
+    async def _cancel(self) -> None:
+        tag, self._tag = self._tag, None
+        if tag is not None and self._channel is not None and not self._channel.is_closed:
+            queue = await self._channel.get_queue(self.name, ensure=False)
+            await queue.cancel(tag)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs, let running ones finish (up to `timeout`), close.
+
+        Deliveries not finished by then are released by closing the channel:
+        RabbitMQ puts them back in the queue for another node.
+        """
+        try:
+            await self._cancel()
+            await asyncio.wait_for(self.slots.wait_idle(), timeout)
+        except TimeoutError:
+            log.warning(
+                "%d job(s) of %s still running after %.1fs; returning them to the queue",
+                self.slots.in_use,
+                self.name,
+                timeout or 0,
+            )
+        except Exception as e:  # the channel may already be gone with the connection
+            log.debug("stopping consumer of %s: %s", self.name, e)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the channel now; unacked deliveries go back to the queue."""
+        channel, self._channel = self._channel, None
+        self._tag = None
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except Exception as e:  # closing a broken channel is best effort
+                log.debug("closing channel of %s: %s", self.name, e)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        await self.slots.acquire()
+        try:
+            outcome = await self.worker.run(self.partition, message.body)
+        finally:
+            await self.slots.release()
+        await self._settle(message, outcome)
+
+    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
+        if outcome.action is Action.BURY and not await self._bury(message, outcome.reason):
+            await asyncio.sleep(BURY_RETRY_DELAY)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _bury(self, message: AbstractIncomingMessage, reason: str) -> bool:
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = reason
+        properties = {
+            "headers": headers,
+            "content_type": message.content_type,
+            "message_id": message.message_id,
+            "app_id": message.app_id,
+            "type": message.type,
+        }
+        try:
+            await self.broker.publish_bytes(
+                message.body, buried_queue_name(self.partition, self.queue), properties
+            )
+        except Exception:
+            log.exception("cannot bury message %s of %s; requeueing it", message.message_id, self.name)
+            return False
+        return True

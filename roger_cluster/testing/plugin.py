@@ -1,0 +1,101 @@
+"""The pytest plugin: real servers once per session, isolation per test.
+
+Servers are found in the brief's order (environment, Docker, local binaries;
+see `servers.py`) and started once per session. Each test gets its own etcd
+namespace and partition names, so tests never see each other's state, and
+every node or queue a test made is removed when it ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..client import Client
+from ..management import Management
+from .nodes import NodeFactory
+from .servers import EtcdEndpoint, RabbitEndpoint, find_etcd, find_rabbitmq
+
+
+@pytest.fixture(scope="session")
+def roger_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdEndpoint]:
+    """A real etcd for the whole session."""
+    endpoint, cleanup = find_etcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield endpoint
+    finally:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def roger_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitEndpoint]:
+    """A real RabbitMQ with the management API for the whole session."""
+    endpoint, cleanup = find_rabbitmq(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield endpoint
+    finally:
+        cleanup()
+
+
+@pytest.fixture
+def roger_namespace() -> str:
+    """An etcd namespace of this test's own."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def roger_partition() -> str:
+    """A partition name of this test's own (its queues are deleted after the test)."""
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def roger_management(roger_rabbitmq: RabbitEndpoint) -> Management:
+    """The management API of the session's RabbitMQ."""
+    return Management(roger_rabbitmq.management_url)
+
+
+@pytest.fixture
+async def roger_client(
+    roger_etcd: EtcdEndpoint,
+    roger_rabbitmq: RabbitEndpoint,
+    roger_namespace: str,
+    roger_partition: str,
+    roger_management: Management,
+) -> AsyncIterator[Client]:
+    """A Client on this test's namespace; the test partition's queues go afterwards."""
+    client = Client(
+        roger_rabbitmq.amqp_url,
+        roger_etcd.endpoints,
+        roger_namespace,
+        management_url=roger_rabbitmq.management_url,
+    )
+    async with client:
+        yield client
+        etcd = await client.etcd()
+        await etcd.delete_prefix(roger_namespace + "/")
+    await roger_management.delete_queues(roger_partition + "-")
+
+
+@pytest.fixture
+def node_factory(
+    roger_etcd: EtcdEndpoint,
+    roger_rabbitmq: RabbitEndpoint,
+    roger_namespace: str,
+    tmp_path: Path,
+) -> Iterator[NodeFactory]:
+    """Starts real roger-node processes for this test; kills them all after it."""
+    factory = NodeFactory(
+        roger_rabbitmq.amqp_url,
+        roger_etcd.endpoints,
+        roger_namespace,
+        tmp_path,
+        management_url=roger_rabbitmq.management_url,
+    )
+    try:
+        yield factory
+    finally:
+        factory.cleanup()

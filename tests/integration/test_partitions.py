@@ -1,0 +1,103 @@
+"""Partitions propagate through etcd to every node; RabbitMQ shows it.
+
+What the console would show is read from the management API: one consumer per
+node on every partition queue, with prefetch = the queue's concurrency.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from roger_cluster.management import Management
+
+from roger_cluster import Client
+from roger_cluster.testing import NodeFactory, eventually
+
+
+def rogerctl(factory: NodeFactory, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run rogerctl against the test's cluster."""
+    return subprocess.run(
+        [sys.executable, "-m", "roger_cluster.cli.ctl", *args],
+        env=factory.env("rogerctl"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def prefetches(management: Management, queue: str) -> list[int]:
+    """The prefetch of every consumer on `queue`, sorted."""
+    return sorted(c.prefetch_count for c in await management.consumers(queue))
+
+
+async def wait_prefetches(management: Management, queue: str, expected: list[int]) -> None:
+    async def check() -> bool:
+        assert await prefetches(management, queue) == expected
+        return True
+
+    await eventually(check, timeout=15, message=f"consumers of {queue}")
+
+
+async def test_every_node_consumes_every_queue_with_prefetch_equal_to_concurrency(
+    node_factory: NodeFactory, roger_partition: str, roger_management: Management, roger_client: Client
+) -> None:
+    await node_factory.start_many(3)
+    p = roger_partition
+
+    done = rogerctl(node_factory, "partition", "start", p, "default=10", "other=5")
+    assert done.returncode == 0, done.stderr
+    await wait_prefetches(roger_management, f"{p}-default", [10, 10, 10])
+    await wait_prefetches(roger_management, f"{p}-other", [5, 5, 5])
+
+    await node_factory.start()
+    await wait_prefetches(roger_management, f"{p}-default", [10] * 4)
+    await wait_prefetches(roger_management, f"{p}-other", [5] * 4)
+
+    done = rogerctl(node_factory, "partition", "start", p, "default=20", "other=5")
+    assert done.returncode == 0, done.stderr
+    await wait_prefetches(roger_management, f"{p}-default", [20] * 4)
+    await wait_prefetches(roger_management, f"{p}-other", [5] * 4)
+
+    done = rogerctl(node_factory, "partition", "stop", p)
+    assert done.returncode == 0, done.stderr
+    await wait_prefetches(roger_management, f"{p}-default", [])
+    await wait_prefetches(roger_management, f"{p}-other", [])
+    # Stopping keeps the queues and whatever they hold.
+    assert await roger_management.queue(f"{p}-default") is not None
+
+
+async def test_queues_are_durable_quorum_queues_declared_by_partition_start(
+    roger_client: Client, roger_partition: str, roger_management: Management
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 3})
+    for name in (f"{roger_partition}-default", f"{roger_partition}-default.buried"):
+        info = await roger_management.queue(name)
+        assert info is not None, name
+        assert info.durable
+        assert info.type == "quorum"
+    [spec] = await roger_client.partitions()
+    assert spec.name == roger_partition and dict(spec.queues) == {"default": 3}
+
+
+async def test_partition_show_reports_concurrency_ready_and_consumers(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, roger_management: Management
+) -> None:
+    from tests import jobs
+
+    await roger_client.start_partition(roger_partition, {"default": 4})
+    await roger_client.enqueue_many(
+        [jobs.Record.create({"ledger": "/dev/null"}) for _ in range(7)], roger_partition
+    )
+    info = await roger_client.partition(roger_partition)
+    [queue] = info.queues
+    assert (queue.concurrency, queue.ready, queue.consumers) == (4, 7, 0)
+
+    await node_factory.start(jobs="tests.jobs")
+
+    async def drained() -> bool:
+        [q] = (await roger_client.partition(roger_partition)).queues
+        return q.ready == 0 and q.consumers == 1
+
+    await eventually(drained, timeout=15)
