@@ -36,6 +36,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
+# aiormq raises RuntimeError("<Connection ...> closed") for a channel on a dropped connection.
+_CHANNEL_ERRORS: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, RuntimeError)
+
 
 @dataclass(frozen=True)
 class QueueStats:
@@ -73,6 +76,7 @@ class Broker:
 
     async def connect(self) -> None:
         """Open the connection (plain, not robust: reconnecting is the owner's job)."""
+        self._publish_channel = None
         try:
             self.connection = await asyncio.wait_for(
                 aio_pika.connect(self.config.url), self.config.connect_timeout
@@ -82,8 +86,9 @@ class Broker:
 
     @property
     def is_connected(self) -> bool:
-        """Whether the connection is open."""
-        return self.connection is not None and not self.connection.is_closed
+        """Whether the connection is open (aio-pika's `is_closed` stays False when the broker drops it)."""
+        connection = self.connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def close(self) -> None:
         """Close the connection; unacked deliveries go back to their queues."""
@@ -104,13 +109,13 @@ class Broker:
 
     async def channel(self, prefetch: int | None = None) -> AbstractChannel:
         """A new channel on the connection, with `prefetch` if given."""
-        if self.connection is None or self.connection.is_closed:
+        if self.connection is None or not self.is_connected:
             raise BrokerConnectionError(f"not connected to RabbitMQ at {self.config.describe()}")
         try:
             channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
             if prefetch is not None:
                 await channel.set_qos(prefetch_count=prefetch)
-        except _CONNECTION_ERRORS as e:
+        except _CHANNEL_ERRORS as e:
             raise self._unreachable(e) from e
         return channel
 

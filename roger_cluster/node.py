@@ -167,12 +167,16 @@ class Node:
             try:
                 await self._converge()
                 attempt = 0
+                continue
             except RogerError as e:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
-                attempt += 1
                 log.warning("cannot converge (%s); trying again in %.1fs", e, delay)
-                await asyncio.sleep(delay)
-                self._dirty.set()
+            except Exception:  # a library fault we did not map: log it loudly, keep converging
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                log.exception("unexpected error while converging; trying again in %.1fs", delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+            self._dirty.set()
 
     async def _converge(self) -> None:
         self._dirty.clear()

@@ -144,7 +144,15 @@ class QueueConsumer:
             outcome = await self.worker.run(self.partition, message.body)
         finally:
             await self.slots.release()
-        await self._settle(message, outcome)
+        try:
+            await self._settle(message, outcome)
+        except Exception as e:  # the channel or connection went away under us
+            log.warning(
+                "could not settle job %s of %s (%s); RabbitMQ will deliver it again",
+                message.message_id,
+                self.name,
+                e,
+            )
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
         if outcome.action is Action.BURY and not await self._bury(message, outcome.reason):

@@ -17,7 +17,7 @@ import pytest
 from ..client import Client
 from ..management import Management
 from .nodes import NodeFactory
-from .servers import EtcdEndpoint, RabbitEndpoint, find_etcd, find_rabbitmq
+from .servers import EtcdEndpoint, EtcdServer, RabbitEndpoint, RabbitServer, find_etcd, find_rabbitmq
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +99,37 @@ def node_factory(
         yield factory
     finally:
         factory.cleanup()
+
+
+@pytest.fixture
+def private_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """An etcd of this test's own, from the local binary, that the test may stop and restart."""
+    server = EtcdServer(tmp_path / "private-etcd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def private_rabbitmq(tmp_path: Path) -> Iterator[RabbitServer]:
+    """A RabbitMQ of this test's own (with management) that the test may stop and restart."""
+    server = RabbitServer(tmp_path / "private-rabbitmq")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def roger_rabbitmq_url(roger_rabbitmq: RabbitEndpoint) -> str:
+    """The AMQP URL of the session's RabbitMQ."""
+    return roger_rabbitmq.amqp_url
+
+
+@pytest.fixture
+def roger_etcd_endpoints(roger_etcd: EtcdEndpoint) -> str:
+    """The endpoints of the session's etcd."""
+    return roger_etcd.endpoints
