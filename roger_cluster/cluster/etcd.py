@@ -205,6 +205,11 @@ class Etcd:
         # Deleted between the compare and the read: report a stale holder of lease 0.
         return _kv(kvs[0]) if kvs else KeyValue(key, b"", 0, 0, 0)
 
+    async def compact(self, revision: int) -> None:
+        """Drop history before `revision` (watches from older revisions get Compacted)."""
+        request = rpc.CompactionRequest(revision=revision, physical=True)
+        await self._call(lambda: self._kv.Compact(request, timeout=self.config.timeout))
+
     async def grant(self, ttl: int) -> int:
         """A new lease of `ttl` seconds; returns its id."""
         request = rpc.LeaseGrantRequest(TTL=ttl)

@@ -60,3 +60,16 @@ async def test_sigterm_lets_the_running_job_finish_then_leaves_at_once(
     assert [n.name for n in await roger_client.nodes()] == []
     [queue] = (await roger_client.partition(roger_partition)).queues
     assert queue.ready == 0
+
+
+async def test_a_node_frozen_past_its_lease_drops_out_then_registers_again(
+    node_factory: NodeFactory, roger_client: Client
+) -> None:
+    node = await node_factory.start()
+    node.signal(signal.SIGSTOP)
+    try:
+        await eventually(lambda: listed(node_factory) == [], timeout=3 + 4)
+    finally:
+        node.signal(signal.SIGCONT)
+    await eventually(lambda: listed(node_factory) == [node.name], timeout=10)
+    assert "registering again" in node.log()

@@ -1,0 +1,49 @@
+"""Our etcd client against a real etcd: the parts the cluster relies on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from roger_cluster import ClusterConnectionError
+from roger_cluster.cluster.etcd import Compacted, Etcd
+from roger_cluster.config import EtcdConfig
+from roger_cluster.testing.servers import EtcdServer
+
+
+async def test_create_is_atomic_and_reports_the_holder(
+    roger_etcd_endpoints: str, roger_namespace: str
+) -> None:
+    async with Etcd(EtcdConfig.from_string(roger_etcd_endpoints, roger_namespace)) as etcd:
+        key = f"{roger_namespace}/k"
+        results = await asyncio.gather(*(etcd.create(key, str(i).encode()) for i in range(20)))
+        winners = [r for r in results if r is None]
+        assert len(winners) == 1
+        holder = (await etcd.get(key)) or pytest.fail("key missing")
+        assert all(r == holder for r in results if r is not None)
+        await etcd.delete_prefix(roger_namespace + "/")
+
+
+async def test_a_watch_from_a_compacted_revision_says_so(private_etcd: EtcdServer) -> None:
+    async with Etcd(EtcdConfig.from_string(private_etcd.endpoint.endpoints, "c")) as etcd:
+        first = await etcd.put("c/x", b"1")
+        latest = await etcd.put("c/x", b"2")
+        await etcd.compact(latest)
+        with pytest.raises(Compacted):
+            async for _ in etcd.watch_prefix("c/", first):
+                pytest.fail("a compacted watch delivered events")
+
+
+async def test_a_broken_watch_raises_a_connection_error(private_etcd: EtcdServer) -> None:
+    async with Etcd(EtcdConfig.from_string(private_etcd.endpoint.endpoints, "w")) as etcd:
+        _, revision = await etcd.get_prefix("w/")
+
+        async def consume() -> None:
+            async for _ in etcd.watch_prefix("w/", revision + 1):
+                pass
+
+        task = asyncio.create_task(consume())
+        private_etcd.stop()
+        with pytest.raises(ClusterConnectionError):
+            await asyncio.wait_for(task, 30)
