@@ -9,9 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from roger_cluster.management import Management
-
 from roger_cluster import Client
+from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 
 
