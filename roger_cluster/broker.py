@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, DeliveryMode
 from .codec import CONTENT_TYPE, JobMessage, encode
 from .config import AmqpConfig
 from .errors import BrokerConnectionError, BrokerError, UnroutableJob
-from .names import buried_queue_name, queue_name
+from .names import buried_queue_name, queue_name, retry_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -143,26 +143,56 @@ class Broker:
     async def declare(self, partition: str, queue: str) -> None:
         """Declare the queue and its buried queue, durable, of the configured type."""
         arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
-        names = (queue_name(partition, queue), buried_queue_name(partition, queue))
+        await self._declare(
+            {queue_name(partition, queue): arguments, buried_queue_name(partition, queue): arguments}
+        )
 
+    def retry_arguments(self, partition: str, queue: str, delay: int) -> dict[str, Any]:
+        """A retry queue: holds messages `delay` s, then dead-letters them to the main queue.
+
+        It deletes itself when unused for twice its delay plus a minute; every
+        publish to it declares it again first, which resets that clock, so it
+        can only go once its last message has gone back to the main queue.
+        """
+        arguments: dict[str, Any] = {
+            "x-queue-type": self.config.queue_type,
+            "x-message-ttl": delay * 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue_name(partition, queue),
+            "x-expires": (2 * delay + 60) * 1000,
+        }
+        if self.config.queue_type == "quorum":
+            # RabbitMQ's default dead-lettering from quorum queues is at-most-once.
+            arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return arguments
+
+    async def _declare(self, queues: dict[str, dict[str, Any]]) -> None:
         async def run() -> None:
             channel = await self.channel()
             try:
-                for name in names:
+                for name, arguments in queues.items():
                     await channel.declare_queue(name, durable=True, arguments=arguments)
             finally:
                 if not channel.is_closed:
                     await channel.close()
 
+        first = next(iter(queues))
         try:
-            await self._guard(run, f"declaring queue {names[0]}")
+            await self._guard(run, f"declaring queue {first}")
         except BrokerError as e:
             if "PRECONDITION_FAILED" in str(e.__cause__):
                 raise BrokerError(
-                    f"queue {names[0]} already exists with other settings than"
+                    f"queue {first} already exists with other settings than"
                     f" durable {self.config.queue_type}: {e.__cause__}"
                 ) from e
             raise
+
+    async def publish_retry(self, message: JobMessage, partition: str, delay: int) -> None:
+        """Publish a job to the retry queue of `delay` and wait for the confirm."""
+        name = retry_queue_name(partition, message.queue, delay)
+        await self._declare({name: self.retry_arguments(partition, message.queue, delay)})
+        body = encode(message, self.config.max_payload_bytes)
+        await self._send(amqp_message(message, body, partition), name, f"job {message.id}")
 
     async def publish(self, message: JobMessage, partition: str) -> None:
         """Publish one job to its partition queue and wait for the confirm."""
@@ -197,3 +227,101 @@ class Broker:
             return QueueStats(name, result.message_count or 0, result.consumer_count or 0)
 
         return await self._guard(run, f"reading queue {name}")
+
+    async def peek(self, name: str, limit: int) -> list[Peeked]:
+        """Up to `limit` messages of a queue, read without taking them.
+
+        Each is fetched unacked and all are released together when the channel
+        closes, so they go back in their order and nothing is lost.
+        """
+
+        async def run() -> list[Peeked]:
+            channel = await self.channel()
+            try:
+                queue = await channel.get_queue(name, ensure=True)
+                found: list[Peeked] = []
+                while len(found) < limit and (message := await queue.get(fail=False)) is not None:
+                    found.append(_peeked(message))
+                return found
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        return await self._guard(run, f"reading queue {name}")
+
+    async def move(self, source: str, choose: Callable[[Peeked], Moved | None]) -> int:
+        """Move messages out of `source` where `choose` says; returns how many moved.
+
+        A moved message is published (and confirmed) before it is acked in
+        `source`, so a failure in between can leave a copy, never lose one.
+        """
+
+        async def run() -> int:
+            channel = await self.channel()
+            moved = 0
+            try:
+                queue = await channel.get_queue(source, ensure=True)
+                while (message := await queue.get(fail=False)) is not None:
+                    target = choose(_peeked(message))
+                    if target is not None:
+                        await self.publish_bytes(target.body, target.routing_key, target.properties)
+                        await message.ack()
+                        moved += 1
+                return moved
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        return await self._guard(run, f"moving messages out of {source}")
+
+    async def purge(self, name: str) -> int:
+        """Delete every ready message of a queue; returns how many went."""
+
+        async def run() -> int:
+            channel = await self.channel()
+            try:
+                queue = await channel.get_queue(name, ensure=True)
+                result = await queue.purge()
+                return int(result.message_count or 0)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        return await self._guard(run, f"purging {name}")
+
+
+@dataclass(frozen=True)
+class Peeked:
+    """A message read from a queue: its body and the properties we keep."""
+
+    body: bytes
+    properties: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The message headers (never None)."""
+        headers: dict[str, Any] = self.properties.get("headers") or {}
+        return headers
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Where and how `Broker.move` republishes a message."""
+
+    routing_key: str
+    body: bytes
+    properties: dict[str, Any]
+
+
+def _peeked(message: aio_pika.abc.AbstractIncomingMessage) -> Peeked:
+    return Peeked(
+        bytes(message.body),
+        {
+            "headers": dict(message.headers or {}),
+            "content_type": message.content_type,
+            "message_id": message.message_id,
+            "app_id": message.app_id,
+            "type": message.type,
+            "timestamp": message.timestamp,
+        },
+    )

@@ -9,20 +9,25 @@ soon as it returns, before any node has seen the partition.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .broker import Broker
+from .broker import Broker, Moved, Peeked
 from .cluster import partitions as pmap
+from .cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
+from .cluster.cancellations import request_cancel
 from .cluster.etcd import Etcd
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
-from .codec import JobMessage
+from .codec import JobMessage, decode, encode
 from .config import DEFAULT_AMQP_URL, DEFAULT_ETCD, DEFAULT_NAMESPACE, AmqpConfig, EtcdConfig
+from .errors import DecodeError, JobError
 from .job import Job
 from .management import Management
-from .names import check_partition, queue_name
+from .names import buried_queue_name, check_partition, queue_name
 
 ENQUEUE_WINDOW = 1000
 
@@ -37,6 +42,56 @@ class QueueInfo:
     ready: int | None
     unacked: int | None
     consumers: int | None
+
+
+@dataclass(frozen=True)
+class BuriedJob:
+    """A job in a `.buried` queue, with the evidence of why it is there."""
+
+    id: str | None
+    job: str | None
+    args: Any
+    retry_count: int | None
+    reason: str
+    error_type: str | None
+    traceback: str | None
+    node: str | None
+    failed_at: float | None
+
+    @classmethod
+    def from_peeked(cls, peeked: Peeked) -> BuriedJob:
+        """Read a buried message; one that cannot be decoded still shows its reason."""
+        headers = peeked.headers
+        try:
+            message: JobMessage | None = decode(peeked.body)
+        except DecodeError:
+            message = None
+        return cls(
+            id=message.id if message else peeked.properties.get("message_id"),
+            job=message.job if message else peeked.properties.get("type"),
+            args=message.args if message else None,
+            retry_count=message.retry_count if message else None,
+            reason=str(headers.get("x-roger-reason", "")),
+            error_type=_text(headers.get("x-roger-error-type")),
+            traceback=_text(headers.get("x-roger-traceback")),
+            node=_text(headers.get("x-roger-node")),
+            failed_at=float(headers["x-roger-failed-at"]) if "x-roger-failed-at" in headers else None,
+        )
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def _unburied(peeked: Peeked, routing_key: str) -> Moved:
+    """A buried message made new again: evidence headers dropped, retry count reset."""
+    headers = {k: v for k, v in peeked.headers.items() if not k.startswith(("x-roger-", "x-death"))}
+    body = peeked.body
+    with contextlib.suppress(DecodeError, JobError):
+        body = encode(replace(decode(body), retry_count=0))
+    return Moved(routing_key, body, {**peeked.properties, "headers": headers})
 
 
 @dataclass(frozen=True)
@@ -62,7 +117,9 @@ class Client:
         *,
         queue_type: str = "quorum",
         management_url: str | None = None,
+        cancel_ttl: int = DEFAULT_CANCEL_TTL,
     ) -> None:
+        self.cancel_ttl = cancel_ttl
         self.amqp_config = AmqpConfig(url=amqp_url, queue_type=queue_type)
         self.etcd_config = EtcdConfig.from_string(etcd, namespace)
         self._broker = Broker(self.amqp_config)
@@ -197,6 +254,41 @@ class Client:
                 )
             )
         return PartitionInfo(name, infos)
+
+    async def cancel(self, partition: str, job_id: str) -> None:
+        """Cancel a job wherever it is: dropped if still queued, stopped if running.
+
+        The request lives in etcd for `cancel_ttl` seconds. Cancelling an
+        unknown or finished job is not an error.
+        """
+        etcd = await self.etcd()
+        await request_cancel(etcd, self.namespace, partition, job_id, self.cancel_ttl)
+
+    # buried jobs
+
+    async def buried(self, partition: str, queue: str, limit: int = 100) -> list[BuriedJob]:
+        """Up to `limit` buried jobs of a queue, oldest first, left where they are."""
+        broker = await self.broker()
+        peeked = await broker.peek(buried_queue_name(partition, queue), limit)
+        return [BuriedJob.from_peeked(p) for p in peeked]
+
+    async def retry_buried(self, partition: str, queue: str, job_ids: Collection[str] | None = None) -> int:
+        """Put buried jobs (all, or those in `job_ids`) back on their queue; returns how many."""
+        broker = await self.broker()
+        target = queue_name(partition, queue)
+        wanted = None if job_ids is None else set(job_ids)
+
+        def choose(peeked: Peeked) -> Moved | None:
+            if wanted is not None and peeked.properties.get("message_id") not in wanted:
+                return None
+            return _unburied(peeked, target)
+
+        return await broker.move(buried_queue_name(partition, queue), choose)
+
+    async def purge_buried(self, partition: str, queue: str) -> int:
+        """Delete every buried job of a queue; returns how many went."""
+        broker = await self.broker()
+        return await broker.purge(buried_queue_name(partition, queue))
 
     # nodes
 

@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .names import check_node
+from .runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
+from .runtime.retry import check_levels
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_ETCD = "localhost:2379"
 DEFAULT_NAMESPACE = "roger"
 DEFAULT_LEASE_TTL = 10
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_SHUTDOWN_TIMEOUT = 15.0
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 QUEUE_TYPES = ("quorum", "classic")
 
@@ -107,9 +109,12 @@ class NodeConfig:
     jobs: tuple[str, ...] = ()
     lease_ttl: int = DEFAULT_LEASE_TTL
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    retry_levels: tuple[int, ...] = DEFAULT_RETRY_LEVELS
+    callbacks: str | None = None  # "module:object"
 
     def __post_init__(self) -> None:
         check_node(self.name)
+        check_levels(self.retry_levels)
         if self.lease_ttl < 2:
             raise ConfigError("lease TTL must be at least 2 seconds")
         if self.shutdown_timeout < 0:

@@ -12,7 +12,8 @@ import importlib
 import inspect
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from .errors import ConfigError, UnknownJob
@@ -22,6 +23,17 @@ from .names import check_queue
 def new_job_id() -> str:
     """A fresh, globally unique job id."""
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Where and how a job runs; set by the node before `perform`."""
+
+    partition: str
+    queue: str
+    node: str
+    retry_count: int = 0
+    enqueued_at: float = 0.0
 
 
 class Job:
@@ -34,11 +46,14 @@ class Job:
 
     queue: ClassVar[str] = "default"
     retryable: ClassVar[bool] = False
+    # Seconds between attempts; None uses the node's levels (--retry-levels).
+    retry_levels: ClassVar[Sequence[int] | None] = None
     max_execution_time: ClassVar[float | None] = None
 
     def __init__(self, args: Any = None, *, job_id: str | None = None) -> None:
         self.id = job_id or new_job_id()
         self.args = args
+        self.context: JobContext | None = None
         self._cancel_requested = threading.Event()
 
     @classmethod
@@ -53,8 +68,13 @@ class Job:
 
     @property
     def cancelled(self) -> bool:
-        """True once the node asked this job to stop; long sync jobs may poll it."""
+        """True once the node asked this job to stop (cancelled, timed out, shutting
+        down); a long sync job should poll it and return early."""
         return self._cancel_requested.is_set()
+
+    def request_stop(self) -> None:
+        """Set `cancelled`; the node calls it, jobs read it."""
+        self._cancel_requested.set()
 
     def queue_type(self, args: Any) -> str:
         """The queue of the partition this job goes to; `queue` unless overridden."""

@@ -43,6 +43,11 @@ def check_node(name: str) -> str:
     return _check("node", name, _NODE_NAME, "letters, digits and _ . @ -")
 
 
+def check_job_id(job_id: str) -> str:
+    """Return `job_id` if it can be a job id (and so part of an etcd key)."""
+    return _check("job id", job_id, _NODE_NAME, "letters, digits and _ . @ -")
+
+
 def queue_name(partition: str, queue: str) -> str:
     """The RabbitMQ queue holding the jobs of `queue` in `partition`."""
     return f"{check_partition(partition)}-{check_queue(queue)}"
@@ -51,3 +56,8 @@ def queue_name(partition: str, queue: str) -> str:
 def buried_queue_name(partition: str, queue: str) -> str:
     """The RabbitMQ queue keeping jobs that failed for good or cannot run."""
     return f"{queue_name(partition, queue)}.buried"
+
+
+def retry_queue_name(partition: str, queue: str, delay: int) -> str:
+    """The RabbitMQ queue holding jobs `delay` seconds before their next attempt."""
+    return f"{queue_name(partition, queue)}.retry.{delay}"

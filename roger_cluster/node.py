@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .broker import Broker
+from .callbacks import Callbacks, load_callbacks
+from .cluster.cancellations import Cancellations, JobRef
 from .cluster.etcd import Etcd
 from .cluster.membership import Membership, NodeInfo
 from .cluster.partitions import PartitionMap, follow_map
@@ -24,7 +26,7 @@ from .config import NodeConfig
 from .errors import RogerError
 from .job import JobRegistry
 from .runtime.consumer import QueueConsumer
-from .runtime.worker import Worker
+from .runtime.worker import Stop, Worker
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,13 @@ QueueId = tuple[str, str]
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 SYNC_JOB_THREADS = 512
 START_TIMEOUT = 10.0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
 
 
 def desired_queues(partitions: PartitionMap) -> dict[QueueId, int]:
@@ -51,9 +60,11 @@ class Node:
         config: NodeConfig,
         registry: JobRegistry | None = None,
         on_consume_ok: Callable[[QueueConsumer], None] | None = None,
+        callbacks: object | None = None,
     ) -> None:
         self.config = config
         self._registry = registry
+        self._callbacks = callbacks
         self._on_consume_ok = on_consume_ok
         self.etcd = Etcd(config.etcd)
         self.broker = Broker(config.amqp)
@@ -65,7 +76,9 @@ class Node:
         self.crashed = asyncio.Event()
         self._desired: dict[QueueId, int] = {}
         self._dirty = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.cancellations = Cancellations(config.etcd.namespace)
+        self._tasks: list[asyncio.Task[None]] = []  # follow the map and converge to it
+        self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
         self._draining: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._worker: Worker | None = None
@@ -82,8 +95,13 @@ class Node:
         BrokerConnectionError or DuplicateNode; nothing is left running then.
         """
         registry = self._registry or JobRegistry.from_modules(self.config.jobs)
+        callbacks = Callbacks(
+            self._callbacks or (load_callbacks(self.config.callbacks) if self.config.callbacks else None)
+        )
         self._executor = ThreadPoolExecutor(SYNC_JOB_THREADS, thread_name_prefix="roger-job")
-        self._worker = Worker(registry, self.name, self._executor)
+        self._worker = Worker(
+            registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
+        )
         try:
             await self.etcd.connect()
             await self.broker.connect()
@@ -92,8 +110,13 @@ class Node:
         except BaseException:
             await self._close_clients()
             raise
-        self._tasks = [
+        self._session = [
             asyncio.create_task(self._guarded(self.membership.keep_alive()), name="keep-alive"),
+            asyncio.create_task(
+                self._guarded(self.cancellations.follow(self.etcd, self._on_cancel)), name="cancellations"
+            ),
+        ]
+        self._tasks = [
             asyncio.create_task(self._guarded(self._reconcile_forever()), name="reconcile"),
             asyncio.create_task(
                 self._guarded(follow_map(self.etcd, self.config.etcd.namespace, self._on_map)),
@@ -122,14 +145,13 @@ class Node:
             raise
 
     async def stop(self) -> None:
-        """Leave gracefully: stop consuming, finish running jobs, revoke the lease."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        """Leave gracefully: stop consuming, let running jobs finish within the
+        shutdown timeout, requeue the rest, revoke the lease."""
+        await _cancel_all(self._tasks)
         consumers, self.consumers = list(self.consumers.values()), {}
         timeout = self.config.shutdown_timeout
         await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
+        await _cancel_all(self._session)
         try:
             await self.membership.leave()
         except RogerError as e:
@@ -149,6 +171,21 @@ class Node:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def abort(self) -> None:
+        """Stop at once: close the connections without acking anything; unfinished
+        jobs go back to their queues, the lease expires by itself."""
+        await _cancel_all(self._tasks + self._session)
+        if self._worker is not None:
+            self._worker.stop_all(Stop.SHUTDOWN)
+        await self._close_clients()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        log.warning("node %s aborted", self.name)
+
+    def _on_cancel(self, ref: JobRef) -> None:
+        if self._worker is not None and self._worker.stop_job(ref, Stop.CANCEL):
+            log.info("cancelling running job %s of partition %s", ref[1], ref[0])
 
     async def _on_map(self, partitions: PartitionMap) -> None:
         self._desired = desired_queues(partitions)

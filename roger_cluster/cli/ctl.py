@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from ..client import Client
+from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.partitions import check_concurrency
 from ..codec import JobMessage
 from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
@@ -121,6 +122,39 @@ async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output)
     out.message(message.id, {"id": message.id, "partition": args.partition, "queue": message.queue})
 
 
+async def cmd_job_cancel(client: Client, args: argparse.Namespace, out: Output) -> None:
+    await client.cancel(check_partition(args.partition), args.job_id)
+    out.message(f"cancellation of job {args.job_id} requested", {"id": args.job_id, "cancelled": True})
+
+
+async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
+    jobs = await client.buried(check_partition(args.partition), check_queue(args.queue), args.limit)
+    out.table(
+        ["ID", "CLASS", "FAILED", "NODE", "REASON"],
+        [
+            [j.id, j.job, out.time(j.failed_at) if j.failed_at else None, j.node, _one_line(j.reason)]
+            for j in jobs
+        ],
+        [vars(j) for j in jobs],
+    )
+
+
+async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
+    ids = args.job_ids or None
+    moved = await client.retry_buried(check_partition(args.partition), check_queue(args.queue), ids)
+    out.message(f"{moved} buried job(s) back on the queue", {"moved": moved})
+
+
+async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
+    purged = await client.purge_buried(check_partition(args.partition), check_queue(args.queue))
+    out.message(f"{purged} buried job(s) deleted", {"purged": purged})
+
+
+def _one_line(text: str, width: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def parser() -> argparse.ArgumentParser:
     """The rogerctl argument parser."""
     p = argparse.ArgumentParser(
@@ -134,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
         default=env("ROGER_MANAGEMENT_URL", ""),
         help="RabbitMQ management API, for unacked counts (env ROGER_MANAGEMENT_URL;"
         " default: port 15672 on the AMQP host, same credentials)",
+    )
+    p.add_argument(
+        "--cancel-ttl",
+        type=int,
+        default=env("ROGER_CANCEL_TTL", str(DEFAULT_CANCEL_TTL)),
+        help="seconds a cancellation request is kept (env ROGER_CANCEL_TTL; default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.set_defaults(run=cmd_partition_show)
 
-    job = commands.add_parser("job", help="enqueue jobs")
+    job = commands.add_parser("job", help="enqueue, cancel, inspect and retry jobs")
     jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
     enqueue = jcmds.add_parser("enqueue", help="enqueue a job; prints its id")
     enqueue.add_argument("partition")
@@ -163,6 +203,24 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("args", nargs="?", default="null", metavar="ARGS_JSON")
     enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
     enqueue.set_defaults(run=cmd_job_enqueue)
+    cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("partition")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(run=cmd_job_cancel)
+    buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
+    buried.add_argument("partition")
+    buried.add_argument("queue")
+    buried.add_argument("--limit", type=int, default=100, help="at most this many (default %(default)s)")
+    buried.set_defaults(run=cmd_job_buried)
+    retry = jcmds.add_parser("retry-buried", help="put buried jobs (all, or the ids given) back")
+    retry.add_argument("partition")
+    retry.add_argument("queue")
+    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    retry.set_defaults(run=cmd_job_retry_buried)
+    purge = jcmds.add_parser("purge-buried", help="delete every buried job of a queue")
+    purge.add_argument("partition")
+    purge.add_argument("queue")
+    purge.set_defaults(run=cmd_job_purge_buried)
     return p
 
 
@@ -174,6 +232,7 @@ async def run(args: argparse.Namespace) -> None:
         args.namespace,
         queue_type=args.queue_type,
         management_url=args.management_url or None,
+        cancel_ttl=args.cancel_ttl,
     )
     out = Output(json_mode=args.json)
     command: Command = args.run

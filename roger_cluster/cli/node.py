@@ -1,7 +1,7 @@
 """roger-node: run one node of the cluster until SIGTERM or SIGINT.
 
 Exit codes: 0 after a graceful shutdown; 1 when RabbitMQ or etcd cannot be
-reached at start, or the node crashed; 2 for bad flags or job modules that
+reached at start, the node crashed, or a second signal stopped it at once; 2 for bad flags or job modules that
 cannot be imported; 3 when a live node already has this name.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
+import threading
 
 from ..config import (
     DEFAULT_LEASE_TTL,
@@ -23,6 +25,8 @@ from ..config import (
 )
 from ..errors import ConfigError, DuplicateNode, RogerError
 from ..node import Node
+from ..runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
+from ..runtime.retry import parse_levels
 from .common import (
     EXIT_CONFLICT,
     EXIT_OK,
@@ -69,6 +73,18 @@ def parser() -> argparse.ArgumentParser:
         " default %(default)s)",
     )
     p.add_argument(
+        "--retry-levels",
+        default=env("ROGER_RETRY_LEVELS", ",".join(map(str, DEFAULT_RETRY_LEVELS))),
+        help="seconds between attempts of a retryable job, comma-separated"
+        " (env ROGER_RETRY_LEVELS; default %(default)s)",
+    )
+    p.add_argument(
+        "--callbacks",
+        default=env("ROGER_CALLBACKS", ""),
+        help="module:object whose before_run, after_run, on_error, on_cancel, on_buried"
+        " hooks the node calls (env ROGER_CALLBACKS)",
+    )
+    p.add_argument(
         "--log-level",
         default=env("ROGER_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -87,25 +103,44 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         jobs=jobs,
         lease_ttl=args.lease_ttl,
         shutdown_timeout=args.shutdown_timeout,
+        retry_levels=parse_levels(args.retry_levels),
+        callbacks=args.callbacks or None,
     )
 
 
 async def run(config: NodeConfig) -> int:
-    """Start a node, wait for a signal or a crash, stop it."""
-    stop = asyncio.Event()
+    """Start a node; on the first signal stop it gracefully, on a second at once."""
+    signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
     node = Node(config)
     await node.start()
-    stopped = asyncio.create_task(stop.wait())
+    first = asyncio.create_task(signals.get())
     crashed = asyncio.create_task(node.crashed.wait())
-    await asyncio.wait({stopped, crashed}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
+    await asyncio.wait({first, crashed}, return_when=asyncio.FIRST_COMPLETED)
     crashed.cancel()
-    log.info("node %s shutting down", config.name)
-    await node.stop()
+    log.info("node %s shutting down (a second SIGTERM or SIGINT stops at once)", config.name)
+    stopping = asyncio.create_task(node.stop())
+    second = asyncio.create_task(signals.get())
+    await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.done():
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        await node.abort()
+        return EXIT_UNREACHABLE
+    second.cancel()
     return EXIT_UNREACHABLE if node.crashed.is_set() else EXIT_OK
+
+
+def exit_now_if_jobs_linger(code: int) -> int:
+    """Leave even if a stopped sync job's thread still runs (Python would wait for it)."""
+    lingering = [t for t in threading.enumerate() if t.name.startswith("roger-job") and t.is_alive()]
+    if lingering:
+        log.warning("%d job thread(s) still running; exiting without them", len(lingering))
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         setup_logging(args.log_level)
         config = build_config(args)
-        return asyncio.run(run(config))
+        return exit_now_if_jobs_linger(asyncio.run(run(config)))
     except ConfigError as e:
         return fail("roger-node", EXIT_USAGE, str(e))
     except DuplicateNode as e:

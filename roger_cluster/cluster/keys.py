@@ -6,7 +6,7 @@ The layout is documented in `docs/etcd-keys.md`.
 
 from __future__ import annotations
 
-from ..names import check_node, check_partition
+from ..names import check_job_id, check_node, check_partition
 
 
 def _root(namespace: str) -> str:
@@ -31,6 +31,16 @@ def partitions_prefix(namespace: str) -> str:
 def partition(namespace: str, name: str) -> str:
     """One partition of the map: its queues and their concurrency."""
     return partitions_prefix(namespace) + check_partition(name)
+
+
+def cancellations_prefix(namespace: str) -> str:
+    """Prefix of the cancellation requests."""
+    return f"{_root(namespace)}/cancel/"
+
+
+def cancellation(namespace: str, partition: str, job_id: str) -> str:
+    """A request to cancel one job, bound to a lease so it expires."""
+    return f"{cancellations_prefix(namespace)}{check_partition(partition)}/{check_job_id(job_id)}"
 
 
 def name_of(prefix: str, key: str) -> str:

@@ -1,28 +1,27 @@
 """The partition map: which partitions exist, their queues and concurrency.
 
 The map lives in etcd (`<ns>/partitions/<name>`, JSON) and is the desired state
-every node converges to. `follow_map` reads it, then watches from the revision
-it was read at; when the watch breaks or its revision was compacted, it reads
-the whole map again, so a node never misses a change and never crashes on one.
+every node converges to. `follow_map` keeps a node's copy of it current
+through `watch.follow_prefix`, so a node never misses a change and never
+crashes on one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import ClusterError, ConfigError, UnknownPartition
+from ..errors import ConfigError, UnknownPartition
 from ..names import check_partition, check_queue
 from . import keys
-from .etcd import Etcd
+from .etcd import Etcd, WatchEvent
+from .watch import follow_prefix
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 10_000
-RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def check_concurrency(queue: str, value: object) -> int:
@@ -117,23 +116,23 @@ async def follow_map(
     on_change: Callable[[PartitionMap], Awaitable[None]],
 ) -> None:
     """Call `on_change` with the full map at start and after every change. Runs forever."""
-    attempt = 0
     prefix = keys.partitions_prefix(namespace)
-    while True:
-        try:
-            current, revision = await read_map(etcd, namespace)
-            await on_change(dict(current))
-            attempt = 0
-            async for events in etcd.watch_prefix(prefix, revision + 1):
-                for event in events:
-                    name = keys.name_of(prefix, event.key)
-                    if event.value is None:
-                        current.pop(name, None)
-                    elif (spec := parse_entry(namespace, event.key, event.value)) is not None:
-                        current[name] = spec  # an unusable value keeps the last good one
-                await on_change(dict(current))
-        except ClusterError as e:
-            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-            attempt += 1
-            log.warning("partition map watch interrupted (%s); re-reading in %.1fs", e, delay)
-            await asyncio.sleep(delay)
+    current: PartitionMap = {}
+
+    async def reset(state: dict[str, bytes]) -> None:
+        current.clear()
+        for key, value in state.items():
+            if (spec := parse_entry(namespace, key, value)) is not None:
+                current[spec.name] = spec
+        await on_change(dict(current))
+
+    async def apply(events: list[WatchEvent]) -> None:
+        for event in events:
+            name = keys.name_of(prefix, event.key)
+            if event.value is None:
+                current.pop(name, None)
+            elif (spec := parse_entry(namespace, event.key, event.value)) is not None:
+                current[name] = spec  # an unusable value keeps the last good one
+        await on_change(dict(current))
+
+    await follow_prefix(etcd, prefix, reset, apply)

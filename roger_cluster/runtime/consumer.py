@@ -11,21 +11,24 @@ another node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from ..broker import Broker
 from ..names import buried_queue_name, queue_name
 from .slots import Slots
-from .worker import Action, Outcome, Worker
+from .worker import UNWIND_GRACE, Action, Outcome, Stop, Worker
 
 log = logging.getLogger(__name__)
 
+# A delivery we could not retry or bury goes back to the queue after this pause,
+# so a broker refusing the republish cannot make a node spin.
 BURY_RETRY_DELAY = 1.0
-REASON_HEADER = "x-roger-reason"
 
 
 class QueueConsumer:
@@ -110,19 +113,23 @@ class QueueConsumer:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, let running ones finish (up to `timeout`), close.
 
-        Deliveries not finished by then are released by closing the channel:
-        RabbitMQ puts them back in the queue for another node.
+        Jobs still running then are stopped and their messages requeued (not
+        counted as a retry); a sync job's thread cannot be stopped, so its
+        message goes back to the queue when the channel closes.
         """
         try:
             await self._cancel()
             await asyncio.wait_for(self.slots.wait_idle(), timeout)
         except TimeoutError:
+            stopped = self.worker.stop_queue(self.partition, self.queue, Stop.SHUTDOWN)
             log.warning(
-                "%d job(s) of %s still running after %.1fs; returning them to the queue",
-                self.slots.in_use,
+                "%d job(s) of %s still running after %.1fs; stopped, back to the queue",
+                stopped,
                 self.name,
                 timeout or 0,
             )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.slots.wait_idle(), UNWIND_GRACE + 1)
         except Exception as e:  # the channel may already be gone with the connection
             log.debug("stopping consumer of %s: %s", self.name, e)
         finally:
@@ -140,42 +147,53 @@ class QueueConsumer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         await self.slots.acquire()
+        outcome: Outcome | None = None
         try:
-            outcome = await self.worker.run(self.partition, message.body)
-        finally:
-            await self.slots.release()
-        try:
+            outcome = await self.worker.run(self.partition, self.queue, message.body)
             await self._settle(message, outcome)
-        except Exception as e:  # the channel or connection went away under us
+        except Exception as e:  # the broker refused, or the channel went away under us
             log.warning(
                 "could not settle job %s of %s (%s); RabbitMQ will deliver it again",
                 message.message_id,
                 self.name,
                 e,
             )
+            await self._give_back(message)
+        finally:
+            if outcome is not None and outcome.lingering is not None:
+                # A job we could not stop still runs in its thread: keep its slot.
+                await asyncio.wait({outcome.lingering})
+            await self.slots.release()
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
-        if outcome.action is Action.BURY and not await self._bury(message, outcome.reason):
-            await asyncio.sleep(BURY_RETRY_DELAY)
+        """The one place a delivery is acked, requeued, retried or buried."""
+        if outcome.action is Action.REQUEUE:
             await message.nack(requeue=True)
             return
+        if outcome.action is Action.RETRY:
+            assert outcome.message is not None
+            await self.broker.publish_retry(outcome.message, self.partition, outcome.delay)
+        elif outcome.action is Action.BURY:
+            await self._bury(message, outcome.headers)
         await message.ack()
 
-    async def _bury(self, message: AbstractIncomingMessage, reason: str) -> bool:
-        headers = dict(message.headers or {})
-        headers[REASON_HEADER] = reason
+    async def _give_back(self, message: AbstractIncomingMessage) -> None:
+        """Requeue a delivery we could not settle, if its channel still lives."""
+        if self._channel is None or self._channel.is_closed:
+            return  # RabbitMQ requeues it with the channel
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(BURY_RETRY_DELAY)
+            await message.nack(requeue=True)
+
+    async def _bury(self, message: AbstractIncomingMessage, evidence: dict[str, Any]) -> None:
         properties = {
-            "headers": headers,
+            "headers": {**(message.headers or {}), **evidence},
             "content_type": message.content_type,
             "message_id": message.message_id,
             "app_id": message.app_id,
             "type": message.type,
+            "timestamp": message.timestamp,
         }
-        try:
-            await self.broker.publish_bytes(
-                message.body, buried_queue_name(self.partition, self.queue), properties
-            )
-        except Exception:
-            log.exception("cannot bury message %s of %s; requeueing it", message.message_id, self.name)
-            return False
-        return True
+        await self.broker.publish_bytes(
+            message.body, buried_queue_name(self.partition, self.queue), properties
+        )

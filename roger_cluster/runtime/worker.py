@@ -1,9 +1,11 @@
 """Runs one delivered job, start to end, without touching AMQP.
 
-The steps read in order: decode -> resolve the class from the allowlist ->
-perform -> outcome. The consumer turns the outcome into exactly one ack or one
-bury. Nothing here can raise past `run`: a bad message or a failing job is an
-outcome, so a consumer never crashes and never loops on a message.
+The steps read in order (Oban's executor): decode -> resolve the class from
+the allowlist -> cancelled already? -> before_run -> perform under the time
+limit, stoppable by a cancellation or shutdown -> callbacks -> an Outcome.
+The consumer turns the outcome into exactly one settlement of the message.
+Nothing here raises past `run`: a bad message or a failing job is an outcome,
+so a consumer never crashes and never loops on a message.
 """
 
 from __future__ import annotations
@@ -12,22 +14,33 @@ import asyncio
 import enum
 import logging
 import time
+import traceback
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..callbacks import Callbacks
+from ..cluster.cancellations import Cancellations, JobRef
 from ..codec import JobMessage, decode
-from ..errors import DecodeError, UnknownJob
-from ..job import Job, JobRegistry
+from ..errors import DecodeError, JobTimeout, UnknownJob
+from ..job import Job, JobContext, JobRegistry
+from .retry import next_delay
 
 log = logging.getLogger(__name__)
+
+# How long an async job gets to unwind after it was cancelled before its
+# slot is held as "lingering" instead.
+UNWIND_GRACE = 1.0
 
 
 class Action(enum.Enum):
     """What the consumer does with the delivery."""
 
-    ACK = "ack"
-    BURY = "bury"
+    ACK = "ack"  # done, failed for good and logged, or cancelled
+    RETRY = "retry"  # publish `message` to the retry queue of `delay`, then ack
+    BURY = "bury"  # publish to the buried queue with `headers`, then ack
+    REQUEUE = "requeue"  # give it back to RabbitMQ (shutdown): not a retry
 
 
 @dataclass(frozen=True)
@@ -36,59 +49,180 @@ class Outcome:
 
     action: Action
     reason: str = ""
+    headers: dict[str, Any] = field(default_factory=dict)
+    message: JobMessage | None = None
+    delay: int = 0
+    # A job that could not be stopped (a sync job's thread): its slot stays
+    # taken until this completes, so concurrency is never exceeded.
+    lingering: asyncio.Future[Any] | None = None
 
 
 DONE = Outcome(Action.ACK)
 
 
-class Worker:
-    """Runs jobs of allowed classes; sync jobs in `executor`'s threads."""
+class Stop(enum.Enum):
+    """Why a running job was asked to stop."""
 
-    def __init__(self, registry: JobRegistry, node: str, executor: Executor) -> None:
+    CANCEL = "cancelled"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass
+class Running:
+    """A job being performed on this node."""
+
+    job: Job
+    started: float
+    stop: asyncio.Future[Stop]
+
+
+def evidence(job_path: str, error: BaseException, node: str) -> dict[str, Any]:
+    """The headers a buried job carries: what failed, where and when."""
+    return {
+        "x-roger-reason": f"{type(error).__name__}: {error}",
+        "x-roger-error-type": type(error).__name__,
+        "x-roger-error-message": str(error),
+        "x-roger-traceback": "".join(traceback.format_exception(error))[-8000:],
+        "x-roger-node": node,
+        "x-roger-failed-at": time.time(),
+        "x-roger-job": job_path,
+    }
+
+
+class Worker:
+    """Runs jobs of allowed classes on one node; sync jobs in `executor`'s threads."""
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        node: str,
+        executor: Executor,
+        retry_levels: Sequence[int],
+        cancellations: Cancellations,
+        callbacks: Callbacks,
+    ) -> None:
         self.registry = registry
         self.node = node
+        self.retry_levels = tuple(retry_levels)
+        self.cancellations = cancellations
+        self.callbacks = callbacks
         self._executor = executor
-        self.running: dict[str, Job] = {}
+        self.running: dict[JobRef, Running] = {}
 
-    async def run(self, partition: str, body: bytes) -> Outcome:
+    def stop_job(self, ref: JobRef, why: Stop) -> bool:
+        """Ask a running job to stop; False if it does not run here."""
+        running = self.running.get(ref)
+        if running is None or running.stop.done():
+            return False
+        running.stop.set_result(why)
+        return True
+
+    def stop_queue(self, partition: str, queue: str, why: Stop) -> int:
+        """Ask the jobs of one partition queue to stop; returns how many were asked."""
+        refs = [
+            ref
+            for ref, running in self.running.items()
+            if running.job.context is not None
+            and (running.job.context.partition, running.job.context.queue) == (partition, queue)
+        ]
+        return sum(self.stop_job(ref, why) for ref in refs)
+
+    def stop_all(self, why: Stop) -> int:
+        """Ask every running job to stop; returns how many were asked."""
+        return sum(self.stop_job(ref, why) for ref in list(self.running))
+
+    async def run(self, partition: str, queue: str, body: bytes) -> Outcome:
         """Run the job in `body`; returns what to do with its message."""
         try:
             message = decode(body)
             job_class = self.registry.resolve(message.job)
         except (DecodeError, UnknownJob) as e:
-            log.error("burying message in partition %s: %s", partition, e)
-            return Outcome(Action.BURY, str(e))
+            log.error("burying message in %s-%s: %s", partition, queue, e)
+            return Outcome(Action.BURY, str(e), {"x-roger-reason": str(e), "x-roger-node": self.node})
         job = job_class(message.args, job_id=message.id)
+        job.context = JobContext(partition, queue, self.node, message.retry_count, message.enqueued_at)
+        if (partition, job.id) in self.cancellations:
+            log.info("job %s (%s) in %s was cancelled before it ran", job.id, message.job, partition)
+            await self.callbacks.fire("on_cancel", job)
+            return DONE
+        await self.callbacks.fire("before_run", job)
         return await self._perform(partition, message, job)
 
     async def _perform(self, partition: str, message: JobMessage, job: Job) -> Outcome:
-        self.running[job.id] = job
-        started = time.monotonic()
+        ref = (partition, job.id)
+        running = Running(job, time.monotonic(), asyncio.get_running_loop().create_future())
+        self.running[ref] = running
         try:
-            await self._call(job, message.args)
-        except Exception:
-            log.exception(
-                "job %s (%s) failed in partition %s queue %s",
-                job.id,
-                message.job,
-                partition,
-                message.queue,
-            )
-        else:
-            log.debug(
-                "job %s (%s) done in partition %s queue %s in %.3fs",
-                job.id,
-                message.job,
-                partition,
-                message.queue,
-                time.monotonic() - started,
-            )
+            work = self._start(job, message.args)
+            limit = job.max_execution_time
+            done, _ = await asyncio.wait({work, running.stop}, timeout=limit, return_when="FIRST_COMPLETED")
         finally:
-            del self.running[job.id]
+            del self.running[ref]
+        if work in done:
+            running.stop.cancel()
+            return await self._finished(partition, message, job, work)
+        why = running.stop.result() if running.stop.done() else None
+        lingering = await self._interrupt(job, work)
+        if why is Stop.SHUTDOWN:
+            log.warning("job %s (%s) stopped by shutdown; back to its queue", job.id, message.job)
+            return Outcome(Action.REQUEUE, lingering=lingering)
+        if why is Stop.CANCEL:
+            log.info("job %s (%s) in %s cancelled while running", job.id, message.job, partition)
+            await self.callbacks.fire("on_cancel", job)
+            return replace(DONE, lingering=lingering)
+        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
+        outcome = await self._failed(partition, message, job, error)
+        return replace(outcome, lingering=lingering)
+
+    def _start(self, job: Job, args: Any) -> asyncio.Future[Any]:
+        if job.is_async():
+            coroutine: Coroutine[Any, Any, Any] = job.perform(args)
+            return asyncio.ensure_future(coroutine)
+        return asyncio.get_running_loop().run_in_executor(self._executor, job.perform, args)
+
+    async def _interrupt(self, job: Job, work: asyncio.Future[Any]) -> asyncio.Future[Any] | None:
+        """Stop the work if we can; return it if it goes on (a thread cannot be killed)."""
+        job.request_stop()
+        work.cancel()  # cancels an async job; a running thread ignores it
+        done, _ = await asyncio.wait({work}, timeout=UNWIND_GRACE if job.is_async() else 0)
+        work.add_done_callback(_retrieve)
+        return None if done else work
+
+    async def _finished(
+        self, partition: str, message: JobMessage, job: Job, work: asyncio.Future[Any]
+    ) -> Outcome:
+        try:
+            result = work.result()
+        except asyncio.CancelledError:
+            return await self._failed(partition, message, job, RuntimeError("job cancelled itself"))
+        except Exception as e:
+            return await self._failed(partition, message, job, e)
+        log.debug("job %s (%s) done in %s", job.id, message.job, partition)
+        await self.callbacks.fire("after_run", job, result)
         return DONE
 
-    async def _call(self, job: Job, args: Any) -> Any:
-        if job.is_async():
-            return await job.perform(args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, job.perform, args)
+    async def _failed(self, partition: str, message: JobMessage, job: Job, error: BaseException) -> Outcome:
+        await self.callbacks.fire("on_error", job, error)
+        levels = job.retry_levels if job.retry_levels is not None else self.retry_levels
+        delay = next_delay(levels, message.retry_count) if job.retryable else None
+        where = f"job {job.id} ({message.job}) in {partition}-{message.queue}"
+        if delay is not None:
+            log.warning(
+                "%s failed (%s: %s); retry %d in %ds",
+                where,
+                type(error).__name__,
+                error,
+                message.retry_count + 1,
+                delay,
+            )
+            retry = replace(message, retry_count=message.retry_count + 1)
+            return Outcome(Action.RETRY, str(error), message=retry, delay=delay)
+        log.error("%s failed for good; burying it", where, exc_info=error)
+        await self.callbacks.fire("on_buried", job, error)
+        return Outcome(Action.BURY, str(error), evidence(message.job, error, self.node))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Consume a stopped job's late result or error, so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
