@@ -26,17 +26,72 @@ def record(path: str, **fields: Any) -> None:
         os.close(fd)
 
 
-def mark(job: Job, event: str) -> None:
+def mark(job: Job, event: str, **fields: Any) -> None:
     """Record `event` for `job` in the ledger named by its args."""
-    record(job.args["ledger"], event=event, id=job.id, node=os.environ.get("ROGER_NODE_NAME"), t=time.time())
+    retry_count = job.context.retry_count if job.context else None
+    node = os.environ.get("ROGER_NODE_NAME")
+    record(job.args["ledger"], event=event, id=job.id, node=node, t=time.time(), retry=retry_count, **fields)
 
 
 class Record(Job):
-    """Records its id and node, after sleeping `sleep` seconds (default 0)."""
+    """Records its id and node, after sleeping `sleep` seconds (default 0).
+
+    If stopped while sleeping (cancelled, timed out, shut down), records "stopped".
+    """
+
+    async def perform(self, args: Any) -> str:
+        mark(self, "start")
+        try:
+            await asyncio.sleep(float(args.get("sleep", 0)))
+        except asyncio.CancelledError:
+            mark(self, "stopped")
+            raise
+        mark(self, "end")
+        return f"done {self.id}"
+
+
+class Flaky(Job):
+    """Retryable; fails on its first `failures` attempts, then succeeds."""
+
+    retryable = True
 
     async def perform(self, args: Any) -> None:
         mark(self, "start")
-        await asyncio.sleep(float(args.get("sleep", 0)))
+        assert self.context is not None
+        if self.context.retry_count < int(args["failures"]):
+            raise RuntimeError(f"attempt {self.context.retry_count} fails on purpose")
+        mark(self, "end")
+
+
+class AlwaysFails(Job):
+    """Retryable, and always fails."""
+
+    retryable = True
+
+    async def perform(self, args: Any) -> None:
+        mark(self, "start")
+        raise ValueError("always fails")
+
+
+class SlowAsync(Record):
+    """A Record with a time limit of 1 s."""
+
+    max_execution_time = 1.0
+
+
+class SlowSync(Job):
+    """A sync job with a time limit of 1 s that polls `cancelled` and stops early."""
+
+    max_execution_time = 1.0
+
+    def perform(self, args: Any) -> None:
+        mark(self, "start")
+        deadline = time.monotonic() + float(args["sleep"])
+        while time.monotonic() < deadline:
+            if self.cancelled:
+                mark(self, "stopped")
+                return
+            time.sleep(0.02)
         mark(self, "end")
 
 
@@ -68,3 +123,27 @@ class NotAJob:
 
     def perform(self, args: Any) -> None:  # pragma: no cover - must never run
         raise AssertionError("NotAJob ran")
+
+
+class Hooks:
+    """Callbacks (`--callbacks tests.jobs:hooks`) that record every call in the
+    ledger of the job; `after_run` raises afterwards, which must change nothing."""
+
+    def before_run(self, job: Job) -> None:
+        mark(job, "before_run")
+
+    async def after_run(self, job: Job, result: Any) -> None:
+        mark(job, "after_run", result=result)
+        raise RuntimeError("a broken after_run hook")
+
+    def on_error(self, job: Job, error: BaseException) -> None:
+        mark(job, "on_error", error=type(error).__name__)
+
+    def on_cancel(self, job: Job) -> None:
+        mark(job, "on_cancel")
+
+    def on_buried(self, job: Job, error: BaseException) -> None:
+        mark(job, "on_buried", error=type(error).__name__)
+
+
+hooks = Hooks()

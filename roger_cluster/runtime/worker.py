@@ -183,8 +183,13 @@ class Worker:
     async def _interrupt(self, job: Job, work: asyncio.Future[Any]) -> asyncio.Future[Any] | None:
         """Stop the work if we can; return it if it goes on (a thread cannot be killed)."""
         job.request_stop()
-        work.cancel()  # cancels an async job; a running thread ignores it
-        done, _ = await asyncio.wait({work}, timeout=UNWIND_GRACE if job.is_async() else 0)
+        if not job.is_async():
+            # Cancelling the future of a running thread would only mark it done
+            # while the thread goes on: keep it, so its slot stays taken.
+            work.add_done_callback(_retrieve)
+            return None if work.done() else work
+        work.cancel()
+        done, _ = await asyncio.wait({work}, timeout=UNWIND_GRACE)
         work.add_done_callback(_retrieve)
         return None if done else work
 

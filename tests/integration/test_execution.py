@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import msgpack
 
@@ -14,16 +12,7 @@ from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 from tests import jobs
-
-
-def events(ledger: Path) -> list[dict[str, Any]]:
-    if not ledger.exists():
-        return []
-    return [json.loads(line) for line in ledger.read_text().splitlines()]
-
-
-def ended(ledger: Path) -> Counter[str]:
-    return Counter(e["id"] for e in events(ledger) if e["event"] == "end")
+from tests.ledger import ended, events
 
 
 async def test_a_thousand_jobs_over_three_nodes_all_run_exactly_once(

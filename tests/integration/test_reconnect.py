@@ -14,7 +14,7 @@ from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests import jobs
-from tests.integration.test_execution import ended
+from tests.ledger import ended
 
 
 async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after(
