@@ -92,6 +92,13 @@ async def test_a_message_naming_a_class_that_is_not_allowed_is_buried_not_run(
         return info is not None and main is not None and info.messages == 5 and main.messages == 0
 
     await eventually(buried, timeout=20)
-    log = node_factory.nodes[0].log()
-    assert "is not allowed on this node" in log
-    assert "not valid msgpack" in log
+    reasons = sorted(b.reason for b in await roger_client.buried(roger_partition, "default"))
+    assert len(reasons) == 5 and all(reasons), reasons
+    assert sum("is not allowed on this node" in r for r in reasons) == 3
+    assert sum("not valid msgpack" in r for r in reasons) == 1
+    assert sum("unsupported message format version" in r or "missing" in r for r in reasons) == 1
+    # The node goes on serving good jobs.
+    ledger = tmp_path / "ledger"
+    good = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(good, roger_partition)
+    await eventually(lambda: ended(ledger)[good.id] == 1, timeout=10)
