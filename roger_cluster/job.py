@@ -139,6 +139,13 @@ class JobRegistry:
     def __len__(self) -> int:
         return len(self._classes)
 
+    def longest_time_limit(self) -> float | None:
+        """The largest `max_execution_time` of the classes; None if one has no limit."""
+        limits = [cls.max_execution_time for cls in self._classes.values()]
+        if not limits or None in limits:
+            return None
+        return max(limit for limit in limits if limit is not None)
+
     def names(self) -> list[str]:
         """The allowed class names, sorted."""
         return sorted(self._classes)

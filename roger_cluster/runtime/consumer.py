@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # A delivery we could not retry or bury goes back to the queue after this pause,
 # so a broker refusing the republish cannot make a node spin.
 BURY_RETRY_DELAY = 1.0
+# Time a job past its limit needs to be stopped and settled, on top of the limit.
+CONSUMER_TIMEOUT_MARGIN = 60.0
 
 
 class QueueConsumer:
@@ -67,7 +69,7 @@ class QueueConsumer:
     async def _consume(self) -> None:
         assert self._channel is not None
         queue = await self._channel.get_queue(self.name, ensure=False)
-        self._tag = await queue.consume(self._on_message)
+        self._tag = await queue.consume(self._on_message, arguments=self._consume_arguments())
         log.info(
             "consuming %s with prefetch %d (consume-ok at %.6f)",
             self.name,
@@ -77,12 +79,28 @@ class QueueConsumer:
         if self._on_consume_ok is not None:
             self._on_consume_ok(self)
 
+    def _consume_arguments(self) -> dict[str, Any]:
+        """Ask RabbitMQ (3.12+; older ones ignore it) to allow our longest job before it
+        closes the channel for a missing ack (`consumer_timeout`, 30 min by default)."""
+        limit = self.worker.registry.longest_time_limit()
+        if limit is None:
+            return {}
+        return {"x-consumer-timeout": int((limit + CONSUMER_TIMEOUT_MARGIN) * 1000)}
+
     def on_closed(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the channel closes for any reason but our own close()."""
         channel = self._channel
 
-        def closed(*_: object) -> None:
+        def closed(_: object, error: BaseException | None = None) -> None:
             if self._channel is channel:
+                if error is not None and "acknowledgement" in str(error):
+                    log.error(
+                        "RabbitMQ closed the channel of %s: a job outlived its consumer_timeout (%s);"
+                        " its message was requeued. Set max_execution_time on long jobs or raise"
+                        " consumer_timeout in rabbitmq.conf",
+                        self.name,
+                        error,
+                    )
                 callback()
 
         if channel is not None:
