@@ -1,0 +1,42 @@
+"""Retry levels and the retry queue topology: pure code."""
+
+from __future__ import annotations
+
+import pytest
+
+from roger_cluster import ConfigError
+from roger_cluster.broker import Broker
+from roger_cluster.config import AmqpConfig
+from roger_cluster.names import retry_queue_name
+from roger_cluster.runtime.retry import DEFAULT_LEVELS, next_delay, parse_levels
+
+
+def test_the_default_levels_are_rogers() -> None:
+    assert DEFAULT_LEVELS == (1, 3, 5, 10, 20, 35, 60, 100, 200, 400, 1000, 1800)
+
+
+def test_next_delay_walks_the_levels_then_says_bury() -> None:
+    assert [next_delay((1, 3), n) for n in range(4)] == [1, 3, None, None]
+    assert next_delay((), 0) is None
+
+
+@pytest.mark.parametrize("text", ["1,x", "0", "-1", "1,604801"])
+def test_bad_levels_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_levels(text)
+
+
+def test_levels_parse_from_a_list() -> None:
+    assert parse_levels("1, 2,30") == (1, 2, 30)
+
+
+def test_a_retry_queue_holds_for_its_delay_then_dead_letters_to_the_main_queue() -> None:
+    arguments = Broker(AmqpConfig()).retry_arguments("myapp", "default", 5)
+    assert retry_queue_name("myapp", "default", 5) == "myapp-default.retry.5"
+    assert arguments["x-message-ttl"] == 5000
+    assert arguments["x-dead-letter-exchange"] == ""
+    assert arguments["x-dead-letter-routing-key"] == "myapp-default"
+    assert arguments["x-expires"] > 2 * arguments["x-message-ttl"]
+    assert arguments["x-dead-letter-strategy"] == "at-least-once"
+    classic = Broker(AmqpConfig(queue_type="classic")).retry_arguments("myapp", "default", 5)
+    assert "x-dead-letter-strategy" not in classic
