@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, DeliveryMode
 from .codec import CONTENT_TYPE, JobMessage, encode
 from .config import AmqpConfig
 from .errors import BrokerConnectionError, BrokerError, UnroutableJob
-from .names import buried_queue_name, queue_name, retry_queue_name
+from .names import buried_queue_name, exec_waiting_queue_name, queue_name, retry_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+
+WAITING_PUBLISH_ATTEMPTS = 5
 
 # aiormq raises RuntimeError("<Connection ...> closed") for a channel on a dropped connection.
 _CHANNEL_ERRORS: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, RuntimeError)
@@ -65,11 +67,17 @@ def amqp_message(message: JobMessage, body: bytes, partition: str) -> aio_pika.M
 class Broker:
     """One AMQP connection with a confirming publish channel."""
 
-    def __init__(self, config: AmqpConfig) -> None:
+    def __init__(self, config: AmqpConfig, connection_name: str | None = None) -> None:
         self.config = config
+        # Shown by the RabbitMQ console (a node's connection carries its node name).
+        self.connection_name = connection_name
         self.connection: aio_pika.abc.AbstractConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._channel_lock = asyncio.Lock()
+        self._declared: set[str] = set()  # waiting queues declared on this connection
+
+    def _client_properties(self) -> dict[str, Any]:
+        return {"connection_name": self.connection_name} if self.connection_name else {}
 
     def _unreachable(self, error: BaseException) -> BrokerConnectionError:
         return BrokerConnectionError(f"cannot reach RabbitMQ at {self.config.describe()}: {error}")
@@ -77,9 +85,11 @@ class Broker:
     async def connect(self) -> None:
         """Open the connection (plain, not robust: reconnecting is the owner's job)."""
         self._publish_channel = None
+        self._declared.clear()
         try:
             self.connection = await asyncio.wait_for(
-                aio_pika.connect(self.config.url), self.config.connect_timeout
+                aio_pika.connect(self.config.url, client_properties=self._client_properties()),
+                self.config.connect_timeout,
             )
         except _CONNECTION_ERRORS as e:
             raise self._unreachable(e) from e
@@ -194,11 +204,34 @@ class Broker:
         body = encode(message, self.config.max_payload_bytes)
         await self._send(amqp_message(message, body, partition), name, f"job {message.id}")
 
-    async def publish(self, message: JobMessage, partition: str) -> None:
-        """Publish one job to its partition queue and wait for the confirm."""
+    async def publish(self, message: JobMessage, partition: str, routing_key: str | None = None) -> None:
+        """Publish one job to its partition queue (or `routing_key`) and wait for the confirm."""
         body = encode(message, self.config.max_payload_bytes)
         amqp = amqp_message(message, body, partition)
-        await self._send(amqp, queue_name(partition, message.queue), f"job {message.id}")
+        target = routing_key or queue_name(partition, message.queue)
+        await self._send(amqp, target, f"job {message.id}")
+
+    async def publish_waiting(self, message: JobMessage, partition: str) -> None:
+        """Publish a job with an execution key to its key's waiting queue (declared on demand)."""
+        assert message.execution_key is not None
+        name = exec_waiting_queue_name(partition, message.execution_key)
+        for attempt in range(1, WAITING_PUBLISH_ATTEMPTS + 1):
+            if name not in self._declared:
+                await self._declare({name: {"x-queue-type": self.config.queue_type}})
+                self._declared.add(name)
+            try:
+                await self.publish(message, partition, name)
+                return
+            except UnroutableJob:  # deleted by an operator: declare it again
+                self._declared.discard(name)
+                if attempt == WAITING_PUBLISH_ATTEMPTS:
+                    raise
+            except BrokerError:
+                # A quorum queue declared by several clients at once can nack the
+                # first publishes; a nacked message is not queued, so send it again.
+                if attempt == WAITING_PUBLISH_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
 
     async def publish_bytes(self, body: bytes, routing_key: str, properties: dict[str, Any]) -> None:
         """Publish a body as it came (a message we could not run) with its properties."""
@@ -232,7 +265,11 @@ class Broker:
         """Up to `limit` messages of a queue, read without taking them.
 
         Each is fetched unacked and all are released together when the channel
-        closes, so they go back in their order and nothing is lost.
+        closes (or the connection drops), so nothing is lost or consumed. Where
+        they go back is RabbitMQ's requeue: a classic queue puts them back in
+        place; a quorum queue (seen on RabbitMQ 3.10) puts them at the
+        back, behind the messages that were not peeked. They come back flagged
+        redelivered.
         """
 
         async def run() -> list[Peeked]:
@@ -274,6 +311,29 @@ class Broker:
 
         return await self._guard(run, f"moving messages out of {source}")
 
+    async def drop_all(self, name: str, each: Callable[[Peeked], Awaitable[None]]) -> int:
+        """Take every ready message of a queue, call `each` on it, then ack it; returns how many.
+
+        Slower than `purge`, but every message is seen (to release its queue key)
+        before it goes; one `each` fails and the message stays in the queue.
+        """
+
+        async def run() -> int:
+            channel = await self.channel()
+            dropped = 0
+            try:
+                queue = await channel.get_queue(name, ensure=True)
+                while (message := await queue.get(fail=False)) is not None:
+                    await each(_peeked(message))
+                    await message.ack()
+                    dropped += 1
+                return dropped
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+        return await self._guard(run, f"purging {name}")
+
     async def purge(self, name: str) -> int:
         """Delete every ready message of a queue; returns how many went."""
 
@@ -313,15 +373,17 @@ class Moved:
     properties: dict[str, Any]
 
 
+def properties_of(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+    """The properties of a delivered message that a republish keeps."""
+    return {
+        "headers": dict(message.headers or {}),
+        "content_type": message.content_type,
+        "message_id": message.message_id,
+        "app_id": message.app_id,
+        "type": message.type,
+        "timestamp": message.timestamp,
+    }
+
+
 def _peeked(message: aio_pika.abc.AbstractIncomingMessage) -> Peeked:
-    return Peeked(
-        bytes(message.body),
-        {
-            "headers": dict(message.headers or {}),
-            "content_type": message.content_type,
-            "message_id": message.message_id,
-            "app_id": message.app_id,
-            "type": message.type,
-            "timestamp": message.timestamp,
-        },
-    )
+    return Peeked(bytes(message.body), properties_of(message))

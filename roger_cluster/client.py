@@ -15,26 +15,45 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from . import control
 from .broker import Broker, Moved, Peeked
+from .cluster import drain as drains
 from .cluster import partitions as pmap
+from .cluster import paused as pause_state
+from .cluster import queuekeys
 from .cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from .cluster.cancellations import request_cancel
+from .cluster.drain import DEFAULT_DRAIN_TIMEOUT, OnProgress
 from .cluster.etcd import Etcd
+from .cluster.execkeys import ExecKeys
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
 from .codec import JobMessage, decode, encode
 from .config import DEFAULT_AMQP_URL, DEFAULT_ETCD, DEFAULT_NAMESPACE, AmqpConfig, EtcdConfig
-from .errors import DecodeError, JobError
+from .errors import ConfigError, DecodeError, JobError, UnknownPartition, UnroutableJob
 from .job import Job
-from .management import Management
-from .names import buried_queue_name, check_partition, queue_name
+from .management import Management, ManagementError
+from .names import buried_queue_name, check_partition, check_queue, queue_name
+from .runtime.serial import wake_message
 
 ENQUEUE_WINDOW = 1000
 
 
+@dataclass(frozen=True, order=True)
+class NodeConsumer:
+    """A consumer on a partition queue: the node it belongs to and its prefetch."""
+
+    node: str  # its connection's name; a node names its connection after itself
+    prefetch: int
+
+
 @dataclass(frozen=True)
 class QueueInfo:
-    """One queue of a partition as the cluster sees it now."""
+    """One queue of a partition as the cluster sees it now.
+
+    None means "cannot tell": unacked counts and consumers per node come from
+    the management API, which may be unreachable (and lags by its stats interval).
+    """
 
     name: str
     rabbitmq_queue: str
@@ -42,6 +61,9 @@ class QueueInfo:
     ready: int | None
     unacked: int | None
     consumers: int | None
+    paused: bool | None = None
+    buried: int | None = None
+    consumer_nodes: list[NodeConsumer] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,48 @@ def _unburied(peeked: Peeked, routing_key: str) -> Moved:
 
 
 @dataclass(frozen=True)
+class QueuedJob:
+    """A job waiting in a partition queue, as a peek saw it."""
+
+    id: str | None
+    job: str | None
+    args: Any
+    retry_count: int | None
+    enqueued_at: float | None
+    queue_key: str | None
+    execution_key: str | None
+    error: str | None  # why the body could not be read; the message is still there
+
+    @classmethod
+    def from_peeked(cls, peeked: Peeked) -> QueuedJob:
+        """Read a queued message; one that cannot be decoded still shows its id and why."""
+        try:
+            message = decode(peeked.body)
+        except DecodeError as e:
+            properties = peeked.properties
+            return cls(
+                id=properties.get("message_id"),
+                job=properties.get("type"),
+                args=None,
+                retry_count=None,
+                enqueued_at=None,
+                queue_key=None,
+                execution_key=None,
+                error=str(e),
+            )
+        return cls(
+            message.id,
+            message.job,
+            message.args,
+            message.retry_count,
+            message.enqueued_at or None,
+            message.queue_key,
+            message.execution_key,
+            None,
+        )
+
+
+@dataclass(frozen=True)
 class PartitionInfo:
     """A partition with the live state of its queues."""
 
@@ -129,6 +193,7 @@ class Client:
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
+        self._known_queues: set[str] = set()
 
     @property
     def namespace(self) -> str:
@@ -176,10 +241,46 @@ class Client:
         return await self.enqueue_message(JobMessage.from_job(job, queue), partition)
 
     async def enqueue_message(self, message: JobMessage, partition: str) -> str:
-        """Enqueue a prepared message (as `rogerctl job enqueue` does); returns its id."""
+        """Enqueue a prepared message (as `rogerctl job enqueue` does); returns its id.
+
+        A plain job is one confirmed publish. A job with a queue key first takes
+        the key in etcd (DuplicateJob if held) and gives it back if the publish
+        fails; a job with an execution key goes to its key's waiting queue.
+        """
+        check_partition(partition)
         broker = await self.broker()
-        await broker.publish(message, check_partition(partition))
+        if message.queue_key is None and message.execution_key is None:
+            await broker.publish(message, partition)  # the hot path: no etcd
+            return message.id
+        etcd = await self.etcd()
+        if message.queue_key is not None:
+            await queuekeys.take(etcd, self.namespace, partition, message.queue_key, message.id)
+        try:
+            if message.execution_key is None:
+                await broker.publish(message, partition)
+            else:
+                await self._enqueue_serialized(broker, etcd, message, partition)
+        except BaseException:
+            if message.queue_key is not None:
+                await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
+            raise
         return message.id
+
+    async def _enqueue_serialized(
+        self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str
+    ) -> None:
+        """Park the job in its key's waiting queue, count it, and wake the key if nobody holds it."""
+        assert message.execution_key is not None
+        main = queue_name(partition, message.queue)
+        if main not in self._known_queues:
+            if await broker.stats(main) is None:
+                raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
+            self._known_queues.add(main)
+        await broker.publish_waiting(message, partition)
+        exec_keys = ExecKeys(etcd, self.namespace)
+        held = await exec_keys.add_waiting(partition, message.execution_key, message.queue)
+        if not held:
+            await broker.publish(wake_message(message.queue, message.execution_key), partition)
 
     async def enqueue_many(self, jobs: Iterable[Job], partition: str, queue: str | None = None) -> list[str]:
         """Enqueue many jobs with up to ENQUEUE_WINDOW confirms in flight at once.
@@ -189,14 +290,23 @@ class Client:
         """
         check_partition(partition)
         messages = [JobMessage.from_job(job, queue) for job in jobs]
-        broker = await self.broker()
         window = asyncio.Semaphore(ENQUEUE_WINDOW)
 
         async def send(message: JobMessage) -> None:
             async with window:
-                await broker.publish(message, partition)
+                await self.enqueue_message(message, partition)
 
-        results = await asyncio.gather(*(send(m) for m in messages), return_exceptions=True)
+        async def send_in_order(batch: list[JobMessage]) -> None:
+            for message in batch:  # jobs of one execution key keep their order
+                await send(message)
+
+        serial: dict[str, list[JobMessage]] = {}
+        for m in messages:
+            if m.execution_key is not None:
+                serial.setdefault(m.execution_key, []).append(m)
+        plain = [send(m) for m in messages if m.execution_key is None]
+        ordered = [send_in_order(batch) for batch in serial.values()]
+        results = await asyncio.gather(*plain, *ordered, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -204,14 +314,24 @@ class Client:
 
     # partitions
 
-    async def start_partition(self, name: str, queues: Mapping[str, int]) -> PartitionSpec:
-        """Create a partition or reconfigure its queues' concurrency.
+    async def start_partition(
+        self,
+        name: str,
+        queues: Mapping[str, int],
+        *,
+        nodes: Collection[str] = (),
+        labels: Collection[str] = (),
+    ) -> PartitionSpec:
+        """Create a partition or reconfigure it: queues, concurrency, placement.
 
         Queues are declared before the map is written, so a job enqueued after
         this returns is never unroutable. Queues missing from `queues` that the
         partition had before are no longer consumed; their messages stay.
+        `nodes` and `labels` limit the nodes that consume it (a node must be
+        named and carry every label; empty: every node). The whole spec is
+        replaced: starting a draining partition again ends the drain.
         """
-        spec = PartitionSpec(name, dict(queues))
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
         broker = await self.broker()
         etcd = await self.etcd()
         for queue in spec.queues:
@@ -219,25 +339,88 @@ class Client:
         await pmap.put_partition(etcd, self.namespace, spec)
         return spec
 
-    async def stop_partition(self, name: str) -> None:
+    async def stop_partition(
+        self,
+        name: str,
+        *,
+        drain: bool = False,
+        timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        on_progress: OnProgress | None = None,
+    ) -> None:
         """Remove a partition from the map: every node stops consuming its queues.
 
         The queues and their messages stay in RabbitMQ; starting the partition
         again resumes them. Raises UnknownPartition if it does not exist.
+
+        With `drain`, the partition is first marked draining and removed only
+        once every live node runs none of its jobs (see `cluster/drain.py`);
+        `on_progress` hears which nodes are done. Raises DrainTimeout after
+        `timeout` seconds (the partition stays draining; call again to keep
+        waiting) and DrainAbandoned if it is started again meanwhile.
         """
         etcd = await self.etcd()
+        if drain:
+            await drains.start_drain(etcd, self.namespace, name)
+            await drains.finish_drain(etcd, self.namespace, name, timeout, on_progress)
+            return
         await pmap.get_partition(etcd, self.namespace, name)
         await pmap.delete_partition(etcd, self.namespace, name)
+        await drains.clear_markers(etcd, self.namespace, name)  # of a drain this stop cut short
 
     async def partitions(self) -> list[PartitionSpec]:
         """Every partition in the map, sorted by name."""
         current, _ = await pmap.read_map(await self.etcd(), self.namespace)
         return [current[name] for name in sorted(current)]
 
+    # pause, resume, purge
+
+    async def pause_queue(self, partition: str, queue: str) -> None:
+        """Pause a queue on every node: its running jobs finish, its messages wait.
+
+        Persisted in etcd until resumed. Raises UnknownPartition if the
+        partition or its queue is not in the map.
+        """
+        etcd = await self.etcd()
+        spec = await pmap.get_partition(etcd, self.namespace, partition)
+        if check_queue(queue) not in spec.queues:
+            raise UnknownPartition(f"partition {partition!r} has no queue {queue!r}")
+        await pause_state.pause(etcd, self.namespace, partition, queue)
+
+    async def resume_queue(self, partition: str, queue: str) -> bool:
+        """Resume a paused queue on every node; False if it was not paused."""
+        return await pause_state.resume(await self.etcd(), self.namespace, partition, queue)
+
+    async def paused_queues(self) -> frozenset[tuple[str, str]]:
+        """Every paused (partition, queue)."""
+        return await pause_state.read_paused(await self.etcd(), self.namespace)
+
+    async def purge_queue(self, partition: str, queue: str) -> int:
+        """Delete every ready job of a queue, for good; returns how many went.
+
+        Jobs running (unacked) are not touched; the queue keys of purged jobs are
+        released. Raises UnknownPartition if the RabbitMQ queue does not exist.
+        """
+        broker = await self.broker()
+        name = queue_name(partition, queue)
+        if await broker.stats(name) is None:
+            raise UnknownPartition(f"queue {name} does not exist (partition {partition!r}, queue {queue!r})")
+
+        async def release_key(peeked: Peeked) -> None:
+            with contextlib.suppress(DecodeError):
+                message = decode(peeked.body)
+                if message.queue_key is not None:
+                    etcd = await self.etcd()
+                    await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
+
+        return await broker.drop_all(name, release_key)
+
     async def partition(self, name: str) -> PartitionInfo:
-        """A partition with ready / unacked / consumer counts per queue."""
+        """A partition with, per queue: paused, ready / unacked / buried counts,
+        consumers, and which node each consumer belongs to."""
         spec = await pmap.get_partition(await self.etcd(), self.namespace, name)
         broker = await self.broker()
+        paused = await self.paused_queues()
+        connections = await self._connection_names()
         infos = []
         for queue, concurrency in spec.queues.items():
             rabbit_name = queue_name(name, queue)
@@ -251,9 +434,37 @@ class Client:
                     ready=stats.ready if stats else None,
                     unacked=unacked,
                     consumers=stats.consumers if stats else None,
+                    paused=(name, queue) in paused,
+                    buried=await self._buried_count(broker, name, queue),
+                    consumer_nodes=await self._consumer_nodes(rabbit_name, connections),
                 )
             )
         return PartitionInfo(name, infos)
+
+    async def _buried_count(self, broker: Broker, partition: str, queue: str) -> int | None:
+        stats = await broker.stats(buried_queue_name(partition, queue))
+        return stats.ready if stats else None
+
+    async def _connection_names(self) -> dict[str, str] | None:
+        """Connection name -> the name its client gave, or None without the management API."""
+        try:
+            return await self._management.connection_names(self._vhost)
+        except ManagementError:
+            return None
+
+    async def _consumer_nodes(
+        self, rabbit_name: str, connections: dict[str, str] | None
+    ) -> list[NodeConsumer] | None:
+        if connections is None:
+            return None
+        try:
+            consumers = await self._management.consumers(rabbit_name, self._vhost)
+        except ManagementError:
+            return None
+        return sorted(
+            NodeConsumer(connections.get(c.connection_name or "", c.connection_name or "?"), c.prefetch_count)
+            for c in consumers
+        )
 
     async def cancel(self, partition: str, job_id: str) -> None:
         """Cancel a job wherever it is: dropped if still queued, stopped if running.
@@ -271,6 +482,40 @@ class Client:
         broker = await self.broker()
         peeked = await broker.peek(buried_queue_name(partition, queue), limit)
         return [BuriedJob.from_peeked(p) for p in peeked]
+
+    async def queued(self, partition: str, queue: str, limit: int = 100) -> list[QueuedJob]:
+        """Up to `limit` jobs waiting in a partition queue, next first, left where they are.
+
+        A peek takes the messages (unacked) and gives them all back when it is
+        done, so nothing is lost or consumed; where they go back is RabbitMQ's
+        requeue (see `Broker.peek`: a quorum queue puts them behind the jobs
+        not peeked) and they are marked redelivered. Jobs of an execution key
+        waiting for their turn are in their key's waiting queue, not here.
+        Raises UnknownPartition if the queue does not exist.
+        """
+        if limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {limit}")
+        broker = await self.broker()
+        name = queue_name(check_partition(partition), check_queue(queue))
+        if await broker.stats(name) is None:
+            raise UnknownPartition(
+                f"partition {partition!r} has no queue {queue!r} (no RabbitMQ queue {name})"
+            )
+        return [QueuedJob.from_peeked(p) for p in await broker.peek(name, limit)]
+
+    async def running(
+        self, partition: str | None = None, timeout: float = control.DEFAULT_TIMEOUT
+    ) -> control.RunningJobs:
+        """The jobs running now on every live node (of `partition`, if given).
+
+        Each node in etcd is asked over its control queue; a node that does not
+        answer within `timeout` seconds is listed in `unreachable`, not left out.
+        """
+        if partition is not None:
+            check_partition(partition)
+        nodes = [n.name for n in await self.nodes()]
+        broker = await self.broker()
+        return await control.running(broker, self.namespace, nodes, partition, timeout)
 
     async def retry_buried(self, partition: str, queue: str, job_ids: Collection[str] | None = None) -> int:
         """Put buried jobs (all, or those in `job_ids`) back on their queue; returns how many."""

@@ -8,11 +8,12 @@ one configured from flags.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .names import check_node
+from .names import check_label, check_node, check_partition, check_queue
 from .runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
 from .runtime.retry import check_levels
 
@@ -111,10 +112,18 @@ class NodeConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     retry_levels: tuple[int, ...] = DEFAULT_RETRY_LEVELS
     callbacks: str | None = None  # "module:object"
+    labels: tuple[str, ...] = ()  # partitions started with --labels need them all
+    concurrency: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (partition, queue) -> N
 
     def __post_init__(self) -> None:
+        from .cluster.partitions import check_concurrency  # not at the top: cluster/ imports config
+
         check_node(self.name)
         check_levels(self.retry_levels)
+        object.__setattr__(self, "labels", tuple(sorted({check_label(label) for label in self.labels})))
+        for (partition, queue), concurrency in self.concurrency.items():
+            check_partition(partition)
+            check_concurrency(f"{partition}.{check_queue(queue)}", concurrency)
         if self.lease_ttl < 2:
             raise ConfigError("lease TTL must be at least 2 seconds")
         if self.shutdown_timeout < 0:

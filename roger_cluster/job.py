@@ -34,6 +34,9 @@ class JobContext:
     node: str
     retry_count: int = 0
     enqueued_at: float = 0.0
+    # For jobs with an execution key: the lock's etcd revision. Pass it to the
+    # systems the job writes to, so they can refuse an older holder's writes.
+    fencing_token: int | None = None
 
 
 class Job:

@@ -136,6 +136,23 @@ class Management:
         found = [_consumer_info(_obj(item)) for item in _list(details)]
         return sorted(found, key=lambda c: c.consumer_tag)
 
+    async def connection_names(self, vhost: str = "/") -> dict[str, str]:
+        """Connection name ("10.0.0.5:41234 -> 10.0.0.2:5672") -> the name its client gave.
+
+        A consumer's `connection_name` is the broker's name for the connection;
+        the name a client chose (a node's is its node name) is only on the
+        connection, as `user_provided_name`. Connections without one are left out.
+        """
+        path = f"/api/vhosts/{_q(vhost)}/connections?columns=name,user_provided_name"
+        data = await asyncio.to_thread(self._get, path)
+        names: dict[str, str] = {}
+        for item in _list(data or []):
+            connection = _obj(item)
+            name, given = _str(connection, "name"), _str(connection, "user_provided_name")
+            if name and given:
+                names[name] = given
+        return names
+
     async def delete_queue(self, queue: str, vhost: str = "/") -> bool:
         """Delete the queue whatever it holds; False if it did not exist."""
         path = f"/api/queues/{_q(vhost)}/{_q(queue)}"

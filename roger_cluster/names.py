@@ -8,6 +8,7 @@ can be mistaken for a derived one (`myapp-default.buried`, `.retry.<s>`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .errors import ConfigError
@@ -16,6 +17,8 @@ MAX_NAME_LENGTH = 100
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 # Node names show up in etcd keys and logs; dots and dashes are common in hostnames.
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.@-]+")
+_KEY = re.compile(r"[A-Za-z0-9_.@:=+-]+")
+_HASHED_KEY = re.compile(r"#[0-9a-f]{32}")
 
 
 def _check(kind: str, name: str, pattern: re.Pattern[str], allowed: str) -> str:
@@ -43,9 +46,32 @@ def check_node(name: str) -> str:
     return _check("node", name, _NODE_NAME, "letters, digits and _ . @ -")
 
 
+def check_label(label: str) -> str:
+    """Return `label` if it is a valid node label (`roger-node --label gpu`)."""
+    return _check("label", label, _NODE_NAME, "letters, digits and _ . @ -")
+
+
 def check_job_id(job_id: str) -> str:
     """Return `job_id` if it can be a job id (and so part of an etcd key)."""
     return _check("job id", job_id, _NODE_NAME, "letters, digits and _ . @ -")
+
+
+def key_id(key: str) -> str:
+    """A job's queue or execution key as it appears in etcd keys and queue names.
+
+    Plain keys stay readable; anything else (slashes, spaces, long keys) is
+    hashed, behind a `#` no plain key can contain, so two keys never share an id.
+    """
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"a job key must be a non-empty string, got {key!r}")
+    if len(key) <= 80 and _KEY.fullmatch(key) or _HASHED_KEY.fullmatch(key):
+        return key  # plain, or already an id: key_id(key_id(k)) == key_id(k)
+    return "#" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def exec_waiting_queue_name(partition: str, key: str) -> str:
+    """The RabbitMQ queue where jobs of one execution key wait their turn, in order."""
+    return f"{check_partition(partition)}-execution-waiting-{key_id(key)}"
 
 
 def queue_name(partition: str, queue: str) -> str:
@@ -61,3 +87,14 @@ def buried_queue_name(partition: str, queue: str) -> str:
 def retry_queue_name(partition: str, queue: str, delay: int) -> str:
     """The RabbitMQ queue holding jobs `delay` seconds before their next attempt."""
     return f"{queue_name(partition, queue)}.retry.{delay}"
+
+
+def control_queue_name(namespace: str, node: str) -> str:
+    """The queue a node takes requests on (`rogerctl job running`): one per node,
+    exclusive to its connection. It starts with `roger.`, which no partition
+    queue can (partition names hold no `.`), and names the namespace, so
+    clusters sharing one RabbitMQ never answer each other."""
+    name = f"roger.{namespace.strip('/')}.control.{check_node(node)}"
+    if len(name.encode()) > 255:  # an AMQP short string
+        raise ConfigError(f"control queue name {name[:40]!r}… is longer than 255 bytes")
+    return name

@@ -1,6 +1,7 @@
 """A node: joins the cluster, follows the partition map, consumes every queue.
 
-The node is a reconciler. Desired state is the partition map in etcd; actual
+The node is a reconciler. Desired state is the partition map and the paused
+queues in etcd, filtered for this node by `placement.desired_queues`; actual
 state is this node's consumers in RabbitMQ. Whenever either side changes (a
 map event, a lost channel, a lost connection) the node converges: declare
 missing queues, attach a consumer per queue with prefetch = concurrency,
@@ -19,13 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from .broker import Broker
 from .callbacks import Callbacks, load_callbacks
 from .cluster.cancellations import Cancellations, JobRef
+from .cluster.drain import DrainReports
 from .cluster.etcd import Etcd
+from .cluster.execkeys import ExecKeys
 from .cluster.membership import Membership, NodeInfo
 from .cluster.partitions import PartitionMap, follow_map
+from .cluster.paused import follow_paused
 from .config import NodeConfig
+from .control import ControlServer, worker_handlers
 from .errors import RogerError
 from .job import JobRegistry
+from .placement import NodeProfile, desired_queues, draining_partitions
 from .runtime.consumer import QueueConsumer
+from .runtime.serial import Coordinator
 from .runtime.worker import Stop, Worker
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ QueueId = tuple[str, str]
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 SYNC_JOB_THREADS = 512
 START_TIMEOUT = 10.0
+CONTROL_RETRY_DELAY = 2.0
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -41,15 +49,6 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     tasks.clear()
-
-
-def desired_queues(partitions: PartitionMap) -> dict[QueueId, int]:
-    """Every (partition, queue) of the map with its concurrency."""
-    return {
-        (spec.name, queue): concurrency
-        for spec in partitions.values()
-        for queue, concurrency in spec.queues.items()
-    }
 
 
 class Node:
@@ -67,21 +66,33 @@ class Node:
         self._callbacks = callbacks
         self._on_consume_ok = on_consume_ok
         self.etcd = Etcd(config.etcd)
-        self.broker = Broker(config.amqp)
-        self.info = NodeInfo.here(config.name)
+        self.broker = Broker(config.amqp, connection_name=config.name)
+        self.info = NodeInfo.here(config.name, config.labels)
+        self.profile = NodeProfile(config.name, frozenset(config.labels), config.concurrency)
         self.membership = Membership(self.etcd, config.etcd.namespace, self.info, config.lease_ttl)
         self.consumers: dict[QueueId, QueueConsumer] = {}
         self.map_loaded = asyncio.Event()
         self.converged = asyncio.Event()
         self.crashed = asyncio.Event()
         self._desired: dict[QueueId, int] = {}
+        self._map: PartitionMap | None = None
+        self._paused: frozenset[QueueId] | None = None
         self._dirty = asyncio.Event()
+        self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
+        self._drain_reports = DrainReports(self.etcd, config.etcd.namespace, config.name)
         self.cancellations = Cancellations(config.etcd.namespace)
+        self.coordinator = Coordinator(
+            self.broker, ExecKeys(self.etcd, config.etcd.namespace), config.name, self._lease_id
+        )
         self._tasks: list[asyncio.Task[None]] = []  # follow the map and converge to it
         self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
-        self._draining: set[asyncio.Task[None]] = set()
+        self._draining: dict[asyncio.Task[None], QueueConsumer] = {}  # consumers finishing their jobs
         self._executor: ThreadPoolExecutor | None = None
         self._worker: Worker | None = None
+        self.control: ControlServer | None = None  # answers `rogerctl job running`
+
+    def _lease_id(self) -> int:
+        return self.membership.lease_id
 
     @property
     def name(self) -> str:
@@ -102,6 +113,11 @@ class Node:
         self._worker = Worker(
             registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
         )
+        self._worker.coordinate(self.coordinator)
+        self.control = ControlServer(
+            self.broker, self.config.etcd.namespace, self.name, worker_handlers(self._worker)
+        )
+        self.control.on_closed(self._dirty.set)
         try:
             await self.etcd.connect()
             await self.broker.connect()
@@ -115,12 +131,17 @@ class Node:
             asyncio.create_task(
                 self._guarded(self.cancellations.follow(self.etcd, self._on_cancel)), name="cancellations"
             ),
+            asyncio.create_task(self._guarded(self.coordinator.tend()), name="execution-keys"),
         ]
         self._tasks = [
             asyncio.create_task(self._guarded(self._reconcile_forever()), name="reconcile"),
             asyncio.create_task(
                 self._guarded(follow_map(self.etcd, self.config.etcd.namespace, self._on_map)),
                 name="partition-map",
+            ),
+            asyncio.create_task(
+                self._guarded(follow_paused(self.etcd, self.config.etcd.namespace, self._on_paused)),
+                name="paused-queues",
             ),
         ]
         await self._wait_converged()
@@ -148,8 +169,11 @@ class Node:
         """Leave gracefully: stop consuming, let running jobs finish within the
         shutdown timeout, requeue the rest, revoke the lease."""
         await _cancel_all(self._tasks)
+        self.coordinator.stopping = True  # chains hand their keys over between jobs
         consumers, self.consumers = list(self.consumers.values()), {}
         timeout = self.config.shutdown_timeout
+        # Consumers already draining (paused, drained, removed queues) get the same timeout.
+        consumers += self._draining.values()
         await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
         await _cancel_all(self._session)
         try:
@@ -162,6 +186,8 @@ class Node:
         log.info("node %s stopped", self.name)
 
     async def _close_clients(self) -> None:
+        if self.control is not None:
+            await self.control.close()
         await self.broker.close()
         await self.etcd.close()
 
@@ -188,7 +214,18 @@ class Node:
             log.info("cancelling running job %s of partition %s", ref[1], ref[0])
 
     async def _on_map(self, partitions: PartitionMap) -> None:
-        self._desired = desired_queues(partitions)
+        self._map = partitions
+        self._update_desired()
+
+    async def _on_paused(self, paused: frozenset[QueueId]) -> None:
+        self._paused = paused
+        self._update_desired()
+
+    def _update_desired(self) -> None:
+        # Only once both are read: a paused queue must not be consumed even for a moment.
+        if self._map is None or self._paused is None:
+            return
+        self._desired = desired_queues(self._map, self._paused, self.profile)
         self._dirty.set()
         self.map_loaded.set()
 
@@ -222,9 +259,25 @@ class Node:
         desired = dict(self._desired)
         for queue_id in [q for q in self.consumers if q not in desired]:
             self._drain(self.consumers.pop(queue_id))
+        await self._start_control()
         await asyncio.gather(*(self._converge_queue(queue_id, n) for queue_id, n in desired.items()))
+        await self._report_drained()
         if self.map_loaded.is_set() and not self._dirty.is_set():
             self.converged.set()
+
+    async def _start_control(self) -> None:
+        """Answer control requests (again, after a reconnect); a no-op while it runs.
+
+        A failure (the queue still held by our previous connection) is retried
+        soon, and never keeps the node from converging its queues.
+        """
+        if self.control is None or self.control.is_alive:
+            return
+        try:
+            await self.control.start()
+        except RogerError as e:
+            log.warning("cannot answer control requests yet (%s); trying again", e)
+            asyncio.get_running_loop().call_later(CONTROL_RETRY_DELAY, self._dirty.set)
 
     async def _converge_queue(self, queue_id: QueueId, concurrency: int) -> None:
         consumer = self.consumers.get(queue_id)
@@ -244,10 +297,25 @@ class Node:
         self.consumers[queue_id] = consumer
 
     def _drain(self, consumer: QueueConsumer) -> None:
-        log.info("partition queue %s removed; draining its consumer", consumer.name)
-        task = asyncio.create_task(consumer.stop(self.config.shutdown_timeout))
-        self._draining.add(task)
-        task.add_done_callback(self._draining.discard)
+        """Stop taking jobs of a queue no longer wanted here; its running jobs finish
+        (only a shutdown limits them), then the node converges again."""
+        log.info("not consuming %s any more; its running jobs finish", consumer.name)
+        task = asyncio.create_task(consumer.stop(None))
+        self._draining[task] = consumer
+
+        def done(_: object) -> None:
+            self._draining.pop(task, None)
+            self._dirty.set()  # a draining partition may be done on this node now
+
+        task.add_done_callback(done)
+
+    async def _report_drained(self) -> None:
+        """Tell the cluster which draining partitions run no job here any more."""
+        if self._map is None:
+            return
+        busy = {p for p, _ in self.consumers} | {c.partition for c in self._draining.values()}
+        draining = draining_partitions(self._map)
+        await self._drain_reports.report(draining, frozenset(busy), self.membership.lease_id)
 
     async def _reconnect_broker(self) -> None:
         for consumer in self.consumers.values():

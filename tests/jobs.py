@@ -147,3 +147,23 @@ class Hooks:
 
 
 hooks = Hooks()
+
+
+class Unique(Record):
+    """A Record with a queue key: at most one queued per `key`."""
+
+    def queue_key(self, args: Any) -> str | None:
+        return str(args["key"])
+
+
+class Serial(Job):
+    """Runs one at a time per `key`; records start and end with its fencing token."""
+
+    def execution_key(self, args: Any) -> str | None:
+        return str(args["key"])
+
+    async def perform(self, args: Any) -> None:
+        token = self.context.fencing_token if self.context else None
+        mark(self, "start", token=token, seq=args.get("seq"))
+        await asyncio.sleep(float(args.get("sleep", 0)))
+        mark(self, "end", token=token, seq=args.get("seq"))

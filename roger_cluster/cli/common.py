@@ -62,3 +62,8 @@ def setup_logging(level: str) -> None:
     # aiormq logs every broken connection at length; our own messages say it once.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+
+
+def split_list(items: list[str] | None) -> list[str]:
+    """Values of a repeatable, comma-separated flag (`--label a,b --label c`), blanks dropped."""
+    return [part.strip() for item in items or () for part in item.split(",") if part.strip()]

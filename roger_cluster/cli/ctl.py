@@ -13,10 +13,12 @@ import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
-from ..cluster.partitions import check_concurrency
+from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
+from ..cluster.partitions import PartitionSpec, check_concurrency
 from ..codec import JobMessage
 from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
 from ..job import Job, new_job_id
@@ -31,8 +33,11 @@ from .common import (
     env,
     fail,
     setup_logging,
+    split_list,
 )
+from .info import PARTITION_SHOW_HEADERS, add_job_info_commands, queue_row
 from .output import Output
+from .queues import add_queue_commands
 
 Command = Callable[[Client, argparse.Namespace, Output], Awaitable[None]]
 
@@ -79,41 +84,84 @@ def job_message(path: str, args_json: str, queue: str | None) -> JobMessage:
 async def cmd_nodes(client: Client, args: argparse.Namespace, out: Output) -> None:
     nodes = await client.nodes()
     out.table(
-        ["NAME", "HOST", "PID", "VERSION", "STARTED"],
-        [[n.name, n.host, n.pid, n.version, out.time(n.started_at)] for n in nodes],
-        [vars(n) for n in nodes],
+        ["NAME", "HOST", "PID", "VERSION", "STARTED", "LABELS"],
+        [
+            [n.name, n.host, n.pid, n.version, out.time(n.started_at), ",".join(n.labels) or None]
+            for n in nodes
+        ],
+        [{**vars(n), "labels": list(n.labels)} for n in nodes],
     )
+
+
+def _placement(spec: PartitionSpec) -> str:
+    parts = [f"nodes={','.join(spec.nodes)}"] if spec.nodes else []
+    parts += [f"labels={','.join(spec.labels)}"] if spec.labels else []
+    return " ".join(parts) or "every node"
 
 
 async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Output) -> None:
-    spec = await client.start_partition(check_partition(args.name), parse_queues(args.queues))
+    spec = await client.start_partition(
+        check_partition(args.name),
+        parse_queues(args.queues),
+        nodes=split_list(args.nodes),
+        labels=split_list(args.labels),
+    )
     out.message(
-        f"partition {spec.name} started: " + ", ".join(f"{q}={n}" for q, n in spec.queues.items()),
-        {"name": spec.name, "queues": dict(spec.queues)},
+        f"partition {spec.name} started: "
+        + ", ".join(f"{q}={n}" for q, n in spec.queues.items())
+        + f" on {_placement(spec)}",
+        {
+            "name": spec.name,
+            "queues": dict(spec.queues),
+            "nodes": list(spec.nodes),
+            "labels": list(spec.labels),
+        },
     )
 
 
+def _drain_progress(progress: DrainProgress) -> None:
+    done, total = len(progress.drained), len(progress.drained) + len(progress.pending)
+    waiting = f"; waiting for {', '.join(progress.pending)}" if progress.pending else ""
+    print(f"draining {progress.partition}: {done} of {total} node(s) done{waiting}", file=sys.stderr)
+
+
 async def cmd_partition_stop(client: Client, args: argparse.Namespace, out: Output) -> None:
-    await client.stop_partition(check_partition(args.name))
-    out.message(f"partition {args.name} stopped", {"name": args.name, "stopped": True})
+    name = check_partition(args.name)
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout must be positive, got {args.timeout:g}")
+    await client.stop_partition(name, drain=args.drain, timeout=args.timeout, on_progress=_drain_progress)
+    how = "drained and stopped" if args.drain else "stopped"
+    out.message(f"partition {name} {how}", {"name": name, "stopped": True, "drained": args.drain})
 
 
 async def cmd_partition_list(client: Client, args: argparse.Namespace, out: Output) -> None:
     specs = await client.partitions()
+    paused = await client.paused_queues()
+
+    def queues(s: PartitionSpec) -> str:
+        marks = {q: "(paused)" if (s.name, q) in paused else "" for q in s.queues}
+        return " ".join(f"{q}={n}{marks[q]}" for q, n in s.queues.items())
+
     out.table(
-        ["PARTITION", "QUEUES"],
-        [[s.name, " ".join(f"{q}={n}" for q, n in s.queues.items())] for s in specs],
-        [{"name": s.name, "queues": dict(s.queues)} for s in specs],
+        ["PARTITION", "STATE", "QUEUES", "PLACEMENT"],
+        [[s.name, "draining" if s.draining else "active", queues(s), _placement(s)] for s in specs],
+        [
+            {
+                "name": s.name,
+                "queues": dict(s.queues),
+                "draining": s.draining,
+                "nodes": list(s.nodes),
+                "labels": list(s.labels),
+                "paused": [q for q in s.queues if (s.name, q) in paused],
+            }
+            for s in specs
+        ],
     )
 
 
 async def cmd_partition_show(client: Client, args: argparse.Namespace, out: Output) -> None:
     info = await client.partition(check_partition(args.name))
-    out.table(
-        ["QUEUE", "RABBITMQ QUEUE", "CONCURRENCY", "READY", "UNACKED", "CONSUMERS"],
-        [[q.name, q.rabbitmq_queue, q.concurrency, q.ready, q.unacked, q.consumers] for q in info.queues],
-        [vars(q) for q in info.queues],
-    )
+    out.table(PARTITION_SHOW_HEADERS, [queue_row(q) for q in info.queues], [asdict(q) for q in info.queues])
 
 
 async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -186,14 +234,44 @@ def parser() -> argparse.ArgumentParser:
     start = pcmds.add_parser("start", help="create or reconfigure: NAME QUEUE=N [QUEUE=N ...]")
     start.add_argument("name")
     start.add_argument("queues", nargs="+", metavar="QUEUE=N")
+    start.add_argument(
+        "--nodes",
+        action="append",
+        metavar="NODE[,NODE...]",
+        help="only these nodes consume the partition (repeatable; default: every node)",
+    )
+    start.add_argument(
+        "--labels",
+        action="append",
+        metavar="LABEL[,LABEL...]",
+        help="only nodes started with every one of these --label values consume it (repeatable)",
+    )
     start.set_defaults(run=cmd_partition_start)
     stop = pcmds.add_parser("stop", help="stop consuming a partition (its queues keep their jobs)")
     stop.add_argument("name")
+    stop.add_argument(
+        "--drain",
+        action="store_true",
+        help="stop taking its jobs, wait until every node has finished the running ones, then remove it",
+    )
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help="with --drain: seconds to wait (default %(default)g); the partition stays draining"
+        " after a timeout (exit 1), run the command again to keep waiting",
+    )
     stop.set_defaults(run=cmd_partition_stop)
-    pcmds.add_parser("list", help="list partitions").set_defaults(run=cmd_partition_list)
-    show = pcmds.add_parser("show", help="per queue: concurrency, ready, unacked, consumers")
+    pcmds.add_parser("list", help="list partitions: state, queues, paused queues, placement").set_defaults(
+        run=cmd_partition_list
+    )
+    show = pcmds.add_parser(
+        "show", help="per queue: concurrency, paused, ready, unacked, buried, consumers and their nodes"
+    )
     show.add_argument("name")
     show.set_defaults(run=cmd_partition_show)
+
+    add_queue_commands(commands)
 
     job = commands.add_parser("job", help="enqueue, cancel, inspect and retry jobs")
     jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -221,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("partition")
     purge.add_argument("queue")
     purge.set_defaults(run=cmd_job_purge_buried)
+    add_job_info_commands(jcmds)
     return p
 
 

@@ -24,6 +24,7 @@ from ..config import (
     NodeConfig,
 )
 from ..errors import ConfigError, DuplicateNode, RogerError
+from ..names import check_partition, check_queue
 from ..node import Node
 from ..runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
 from ..runtime.retry import parse_levels
@@ -36,6 +37,7 @@ from .common import (
     env,
     fail,
     setup_logging,
+    split_list,
 )
 
 log = logging.getLogger("roger_cluster.node")
@@ -85,6 +87,21 @@ def parser() -> argparse.ArgumentParser:
         " hooks the node calls (env ROGER_CALLBACKS)",
     )
     p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        metavar="LABEL[,LABEL...]",
+        help="a label of this node, for partitions started with --labels"
+        " (repeatable or comma-separated; env ROGER_LABELS)",
+    )
+    p.add_argument(
+        "--concurrency",
+        action="append",
+        metavar="PARTITION.QUEUE=N[,...]",
+        help="this node's own concurrency for a queue, instead of the partition's"
+        " (repeatable or comma-separated; env ROGER_CONCURRENCY)",
+    )
+    p.add_argument(
         "--log-level",
         default=env("ROGER_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -93,9 +110,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_concurrency(items: list[str]) -> dict[tuple[str, str], int]:
+    """`myapp.default=3` -> {("myapp", "default"): 3}; ConfigError if malformed."""
+    overrides: dict[tuple[str, str], int] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        partition, dot, queue = target.partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--concurrency {item!r} must look like PARTITION.QUEUE=N (myapp.default=3)")
+        queue_id = (check_partition(partition), check_queue(queue))
+        if queue_id in overrides:
+            raise ConfigError(f"--concurrency of {target} is given twice")
+        try:
+            overrides[queue_id] = int(value)
+        except ValueError:
+            raise ConfigError(f"--concurrency of {target} must be a whole number, got {value!r}") from None
+    return overrides
+
+
 def build_config(args: argparse.Namespace) -> NodeConfig:
     """NodeConfig from parsed flags; ConfigError if a value is not allowed."""
     jobs = tuple(m.strip() for m in args.jobs.split(",") if m.strip())
+    labels = split_list(args.labels if args.labels is not None else [env("ROGER_LABELS", "")])
+    concurrency = args.concurrency if args.concurrency is not None else [env("ROGER_CONCURRENCY", "")]
     return NodeConfig(
         amqp=AmqpConfig(url=args.amqp_url, queue_type=args.queue_type),
         etcd=EtcdConfig.from_string(args.etcd, args.namespace),
@@ -105,6 +142,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         shutdown_timeout=args.shutdown_timeout,
         retry_levels=parse_levels(args.retry_levels),
         callbacks=args.callbacks or None,
+        labels=tuple(labels),
+        concurrency=parse_concurrency(split_list(concurrency)),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,6 +72,48 @@ def prefix_end(prefix: str) -> bytes:
             raw[i] += 1
             return bytes(raw[: i + 1])
     return b"\0"
+
+
+Compare = Any  # an etcd Compare message; build with `unchanged`
+Op = Any  # an etcd RequestOp; build with `op_put`, `op_delete`, `op_get`
+
+
+def unchanged(key: str, seen: KeyValue | None) -> Compare:
+    """Holds if `key` is as it was when read as `seen` (None: it still does not exist)."""
+    if seen is None:
+        return rpc.Compare(
+            key=key.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+        )
+    return rpc.Compare(
+        key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=seen.mod_revision
+    )
+
+
+def value_is(key: str, value: bytes) -> Compare:
+    """Holds if `key` exists with this value."""
+    return rpc.Compare(key=key.encode(), target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=value)
+
+
+def exists(key: str) -> Compare:
+    """Holds if `key` exists."""
+    return rpc.Compare(
+        key=key.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0
+    )
+
+
+def op_put(key: str, value: bytes, lease: int = 0) -> Op:
+    """Set a key in a transaction."""
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease))
+
+
+def op_delete(key: str) -> Op:
+    """Delete a key in a transaction."""
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
+
+
+def op_get(key: str) -> Op:
+    """Read a key in a transaction."""
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))
 
 
 def _kv(kv: Any) -> KeyValue:
@@ -187,23 +229,27 @@ class Etcd:
 
         Returns None when created, else the key that is already there.
         """
-        compare = rpc.Compare(
-            key=key.encode(),
-            target=rpc.Compare.CREATE,
-            result=rpc.Compare.EQUAL,
-            create_revision=0,
-        )
-        request = rpc.TxnRequest(
-            compare=[compare],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
-        )
-        reply = await self._call(lambda: self._kv.Txn(request, timeout=self.config.timeout))
-        if reply.succeeded:
+        created, [holder] = await self.txn([unchanged(key, None)], [op_put(key, value, lease)], [op_get(key)])
+        if created:
             return None
-        kvs = reply.responses[0].response_range.kvs
         # Deleted between the compare and the read: report a stale holder of lease 0.
-        return _kv(kvs[0]) if kvs else KeyValue(key, b"", 0, 0, 0)
+        return holder or KeyValue(key, b"", 0, 0, 0)
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> tuple[bool, list[KeyValue | None]]:
+        """One etcd transaction: if every compare holds, run `success`, else `failure`.
+
+        Returns whether the compares held, and per op run the key a get found
+        (None for a missing key and for puts and deletes).
+        """
+        request = rpc.TxnRequest(compare=list(compare), success=list(success), failure=list(failure))
+        reply = await self._call(lambda: self._kv.Txn(request, timeout=self.config.timeout))
+        results: list[KeyValue | None] = []
+        for response in reply.responses:
+            kvs = response.response_range.kvs if response.WhichOneof("response") == "response_range" else []
+            results.append(_kv(kvs[0]) if kvs else None)
+        return bool(reply.succeeded), results
 
     async def compact(self, revision: int) -> None:
         """Drop history before `revision` (watches from older revisions get Compacted)."""

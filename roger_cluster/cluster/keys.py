@@ -6,7 +6,7 @@ The layout is documented in `docs/etcd-keys.md`.
 
 from __future__ import annotations
 
-from ..names import check_job_id, check_node, check_partition
+from ..names import check_job_id, check_node, check_partition, check_queue, key_id
 
 
 def _root(namespace: str) -> str:
@@ -41,6 +41,51 @@ def cancellations_prefix(namespace: str) -> str:
 def cancellation(namespace: str, partition: str, job_id: str) -> str:
     """A request to cancel one job, bound to a lease so it expires."""
     return f"{cancellations_prefix(namespace)}{check_partition(partition)}/{check_job_id(job_id)}"
+
+
+def queue_key(namespace: str, partition: str, key: str) -> str:
+    """Held while a job with this queue key is queued (value: the job id)."""
+    return f"{_root(namespace)}/queue-keys/{check_partition(partition)}/{key_id(key)}"
+
+
+def exec_lock(namespace: str, partition: str, key: str) -> str:
+    """Held, under the running node's lease, while a job with this execution key runs."""
+    return f"{exec_locks_prefix(namespace)}{check_partition(partition)}/{key_id(key)}"
+
+
+def exec_locks_prefix(namespace: str) -> str:
+    """Prefix of the execution locks."""
+    return f"{_root(namespace)}/exec-keys/"
+
+
+def exec_waiting(namespace: str, partition: str, key: str) -> str:
+    """How many jobs of an execution key wait in its waiting queue."""
+    return f"{exec_waiting_prefix(namespace)}{check_partition(partition)}/{key_id(key)}"
+
+
+def exec_waiting_prefix(namespace: str) -> str:
+    """Prefix of the execution-key waiting counts."""
+    return f"{_root(namespace)}/exec-waiting/"
+
+
+def paused_prefix(namespace: str) -> str:
+    """Prefix of the paused queues."""
+    return f"{_root(namespace)}/paused/"
+
+
+def paused(namespace: str, partition: str, queue: str) -> str:
+    """Present while a partition queue is paused: no node consumes it."""
+    return f"{paused_prefix(namespace)}{check_partition(partition)}/{check_queue(queue)}"
+
+
+def drained_prefix(namespace: str, partition: str) -> str:
+    """Prefix of the nodes that finished draining a partition."""
+    return f"{_root(namespace)}/drained/{check_partition(partition)}/"
+
+
+def drained(namespace: str, partition: str, node: str) -> str:
+    """Written by a node, under its lease, once it runs no job of a draining partition."""
+    return drained_prefix(namespace, partition) + check_node(node)
 
 
 def name_of(prefix: str, key: str) -> str:

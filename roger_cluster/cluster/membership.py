@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from .. import __version__
@@ -35,11 +36,12 @@ class NodeInfo:
     pid: int
     version: str
     started_at: float
+    labels: tuple[str, ...] = ()
 
     @classmethod
-    def here(cls, name: str) -> NodeInfo:
+    def here(cls, name: str, labels: tuple[str, ...] = ()) -> NodeInfo:
         """This process, as a node named `name`."""
-        return cls(name, socket.gethostname(), os.getpid(), __version__, time.time())
+        return cls(name, socket.gethostname(), os.getpid(), __version__, time.time(), labels)
 
     def encode(self) -> bytes:
         """The JSON value of the node key."""
@@ -58,6 +60,7 @@ class NodeInfo:
                 pid=int(data.get("pid", 0)),
                 version=str(data.get("version", "")),
                 started_at=float(data.get("started_at", 0.0)),
+                labels=tuple(str(label) for label in data.get("labels", ())),
             )
         except (ValueError, TypeError, AttributeError):
             return cls(name, "", 0, "", 0.0)
@@ -98,6 +101,9 @@ class Membership:
         self._ttl = ttl
         self.lease_id = 0
         self.registered = asyncio.Event()
+        # Called after every registration, so whatever a node binds to its lease
+        # (drain markers) is written again under a new lease.
+        self.on_registered: list[Callable[[], None]] = []
 
     async def register(self) -> None:
         """Take the node name under a new lease; DuplicateNode if a live node has it."""
@@ -108,6 +114,8 @@ class Membership:
                 self.lease_id = lease
                 self.registered.set()
                 log.info("node %s registered with lease %x (ttl %ss)", self._info.name, lease, self._ttl)
+                for callback in self.on_registered:
+                    callback()
                 return
             await self._etcd.revoke(lease)
             if attempt or not await self._take_over(holder):

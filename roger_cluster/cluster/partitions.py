@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, UnknownPartition
-from ..names import check_partition, check_queue
+from ..names import check_label, check_node, check_partition, check_queue
 from . import keys
 from .etcd import Etcd, WatchEvent
 from .watch import follow_prefix
@@ -37,10 +37,17 @@ def check_concurrency(queue: str, value: object) -> int:
 
 @dataclass(frozen=True)
 class PartitionSpec:
-    """One partition as the map holds it."""
+    """One partition as the map holds it.
+
+    `nodes` and `labels` limit the nodes that consume it (empty: every node);
+    `draining` is set by `partition stop --drain` until every node is idle.
+    """
 
     name: str
     queues: Mapping[str, int] = field(default_factory=dict)
+    nodes: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    draining: bool = False
 
     def __post_init__(self) -> None:
         check_partition(self.name)
@@ -50,10 +57,19 @@ class PartitionSpec:
             check_queue(queue)
             check_concurrency(queue, concurrency)
         object.__setattr__(self, "queues", dict(sorted(self.queues.items())))
+        object.__setattr__(self, "nodes", tuple(sorted({check_node(n) for n in self.nodes})))
+        object.__setattr__(self, "labels", tuple(sorted({check_label(label) for label in self.labels})))
 
     def encode(self) -> bytes:
-        """The JSON value stored in etcd (readable with etcdctl)."""
-        return json.dumps({"queues": dict(self.queues)}, sort_keys=True).encode()
+        """The JSON value stored in etcd (readable with etcdctl); defaults are left out."""
+        data: dict[str, object] = {"queues": dict(self.queues)}
+        if self.nodes:
+            data["nodes"] = list(self.nodes)
+        if self.labels:
+            data["labels"] = list(self.labels)
+        if self.draining:
+            data["draining"] = True
+        return json.dumps(data, sort_keys=True).encode()
 
     @classmethod
     def decode(cls, name: str, value: bytes) -> PartitionSpec:
@@ -63,9 +79,20 @@ class PartitionSpec:
             queues = data["queues"]
             if not isinstance(queues, dict):
                 raise TypeError("queues is not an object")
+            nodes = _strings(data.get("nodes", []), "nodes")
+            labels = _strings(data.get("labels", []), "labels")
+            draining = data.get("draining", False)
+            if not isinstance(draining, bool):
+                raise TypeError("draining is not true or false")
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"partition {name!r} in etcd is not valid: {e}") from e
-        return cls(name=name, queues=queues)
+        return cls(name=name, queues=queues, nodes=nodes, labels=labels, draining=draining)
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} is not a list of strings")
+    return tuple(value)
 
 
 PartitionMap = dict[str, PartitionSpec]

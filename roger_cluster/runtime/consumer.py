@@ -20,9 +20,10 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from ..broker import Broker
-from ..names import buried_queue_name, queue_name
+from ..names import queue_name
+from .settle import settle
 from .slots import Slots
-from .worker import UNWIND_GRACE, Action, Outcome, Stop, Worker
+from .worker import UNWIND_GRACE, Outcome, Stop, Worker
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class QueueConsumer:
         outcome: Outcome | None = None
         try:
             outcome = await self.worker.run(self.partition, self.queue, message.body)
-            await self._settle(message, outcome)
+            await settle(self.broker, self.partition, self.queue, message, outcome)
         except Exception as e:  # the broker refused, or the channel went away under us
             log.warning(
                 "could not settle job %s of %s (%s); RabbitMQ will deliver it again",
@@ -183,18 +184,6 @@ class QueueConsumer:
                 await asyncio.wait({outcome.lingering})
             await self.slots.release()
 
-    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
-        """The one place a delivery is acked, requeued, retried or buried."""
-        if outcome.action is Action.REQUEUE:
-            await message.nack(requeue=True)
-            return
-        if outcome.action is Action.RETRY:
-            assert outcome.message is not None
-            await self.broker.publish_retry(outcome.message, self.partition, outcome.delay)
-        elif outcome.action is Action.BURY:
-            await self._bury(message, outcome.headers)
-        await message.ack()
-
     async def _give_back(self, message: AbstractIncomingMessage) -> None:
         """Requeue a delivery we could not settle, if its channel still lives."""
         if self._channel is None or self._channel.is_closed:
@@ -202,16 +191,3 @@ class QueueConsumer:
         with contextlib.suppress(Exception):
             await asyncio.sleep(BURY_RETRY_DELAY)
             await message.nack(requeue=True)
-
-    async def _bury(self, message: AbstractIncomingMessage, evidence: dict[str, Any]) -> None:
-        properties = {
-            "headers": {**(message.headers or {}), **evidence},
-            "content_type": message.content_type,
-            "message_id": message.message_id,
-            "app_id": message.app_id,
-            "type": message.type,
-            "timestamp": message.timestamp,
-        }
-        await self.broker.publish_bytes(
-            message.body, buried_queue_name(self.partition, self.queue), properties
-        )

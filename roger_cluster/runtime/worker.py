@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
@@ -26,6 +26,9 @@ from ..codec import JobMessage, decode
 from ..errors import DecodeError, JobTimeout, UnknownJob
 from ..job import Job, JobContext, JobRegistry
 from .retry import next_delay
+
+if TYPE_CHECKING:
+    from .serial import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,12 @@ class Worker:
         self.callbacks = callbacks
         self._executor = executor
         self.running: dict[JobRef, Running] = {}
+        self.coordinator: Coordinator | None = None
+
+    def coordinate(self, coordinator: Coordinator) -> None:
+        """Route keyed jobs through `coordinator` (queue keys, execution keys)."""
+        self.coordinator = coordinator
+        coordinator.run_job = self.run_serialized
 
     def stop_job(self, ref: JobRef, why: Stop) -> bool:
         """Ask a running job to stop; False if it does not run here."""
@@ -132,15 +141,33 @@ class Worker:
         return sum(self.stop_job(ref, why) for ref in list(self.running))
 
     async def run(self, partition: str, queue: str, body: bytes) -> Outcome:
-        """Run the job in `body`; returns what to do with its message."""
+        """Run the job in `body` (a delivery of a partition queue); returns what to do
+        with its message."""
+        return await self._run(partition, queue, body, None)
+
+    async def run_serialized(self, partition: str, queue: str, body: bytes, token: int) -> Outcome:
+        """Run a job of an execution key whose lock this node holds (`token` fences it)."""
+        return await self._run(partition, queue, body, token)
+
+    async def _run(self, partition: str, queue: str, body: bytes, token: int | None) -> Outcome:
         try:
             message = decode(body)
+            if token is None and self.coordinator is not None and message.execution_key is not None:
+                return await self.coordinator.admit(partition, message)
             job_class = self.registry.resolve(message.job)
         except (DecodeError, UnknownJob) as e:
             log.error("burying message in %s-%s: %s", partition, queue, e)
             return Outcome(Action.BURY, str(e), {"x-roger-reason": str(e), "x-roger-node": self.node})
         job = job_class(message.args, job_id=message.id)
-        job.context = JobContext(partition, queue, self.node, message.retry_count, message.enqueued_at)
+        job.context = JobContext(
+            partition, message.queue, self.node, message.retry_count, message.enqueued_at, token
+        )
+        outcome = await self._run_job(partition, message, job)
+        if message.queue_key and outcome.action in (Action.ACK, Action.BURY) and self.coordinator:
+            await self.coordinator.release_queue_key(partition, message)
+        return outcome
+
+    async def _run_job(self, partition: str, message: JobMessage, job: Job) -> Outcome:
         if (partition, job.id) in self.cancellations:
             log.info("job %s (%s) in %s was cancelled before it ran", job.id, message.job, partition)
             await self.callbacks.fire("on_cancel", job)

@@ -79,7 +79,16 @@ async def test_start_list_show_enqueue_in_json(
     p = roger_partition
     assert rogerctl(node_factory, "partition", "start", p, "default=3", "other=1").returncode == 0
     listed = json.loads(rogerctl(node_factory, "--json", "partition", "list").stdout)
-    assert listed == [{"name": p, "queues": {"default": 3, "other": 1}}]
+    assert listed == [
+        {
+            "name": p,
+            "queues": {"default": 3, "other": 1},
+            "draining": False,
+            "nodes": [],
+            "labels": [],
+            "paused": [],
+        }
+    ]
 
     enqueued = rogerctl(node_factory, "job", "enqueue", p, "tests.jobs:OtherQueue", '{"ledger": "/dev/null"}')
     assert enqueued.returncode == 0, enqueued.stderr
@@ -93,5 +102,8 @@ async def test_start_list_show_enqueue_in_json(
     assert by_queue["default"]["concurrency"] == 3
 
     human = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()
-    assert human[0].split() == ["QUEUE", "RABBITMQ", "QUEUE", "CONCURRENCY", "READY", "UNACKED", "CONSUMERS"]
-    assert human[1].split()[:5] == ["default", f"{p}-default", "3", "0", "0"]
+    assert human[0].split() == [
+        *["QUEUE", "RABBITMQ", "QUEUE", "CONCURRENCY", "PAUSED"],
+        *["READY", "UNACKED", "BURIED", "CONSUMERS", "NODES"],
+    ]
+    assert human[1].split()[:8] == ["default", f"{p}-default", "3", "no", "0", "0", "0", "0"]

@@ -10,7 +10,7 @@ from roger_cluster.cluster import keys
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.config import AmqpConfig, EtcdConfig, NodeConfig
 from roger_cluster.names import buried_queue_name, queue_name
-from roger_cluster.node import desired_queues
+from roger_cluster.placement import desired_queues
 
 
 def test_queue_name_joins_partition_and_queue_with_a_dash() -> None:

@@ -1,0 +1,31 @@
+"""Settling a delivery: the one place a message is acked, requeued, retried or buried.
+
+Used by the queue consumers and by the execution-key chains, which take their
+messages from waiting queues. A republish (retry, bury) is confirmed before
+the ack, so a crash in between can duplicate a job but never lose it.
+"""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from ..broker import Broker, properties_of
+from ..names import buried_queue_name
+from .worker import Action, Outcome
+
+
+async def settle(
+    broker: Broker, partition: str, queue: str, message: AbstractIncomingMessage, outcome: Outcome
+) -> None:
+    """Do what `outcome` says with `message`, a delivery of `partition`-`queue`."""
+    if outcome.action is Action.REQUEUE:
+        await message.nack(requeue=True)
+        return
+    if outcome.action is Action.RETRY:
+        assert outcome.message is not None
+        await broker.publish_retry(outcome.message, partition, outcome.delay)
+    elif outcome.action is Action.BURY:
+        properties = properties_of(message)
+        properties["headers"] = {**properties["headers"], **outcome.headers}
+        await broker.publish_bytes(message.body, buried_queue_name(partition, queue), properties)
+    await message.ack()
