@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .names import check_label, check_node, check_partition, check_queue
+from .names import check_concurrency, check_label, check_node, check_partition, check_queue
 from .runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
 from .runtime.retry import check_levels
 
@@ -116,8 +116,6 @@ class NodeConfig:
     concurrency: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (partition, queue) -> N
 
     def __post_init__(self) -> None:
-        from .cluster.partitions import check_concurrency  # not at the top: cluster/ imports config
-
         check_node(self.name)
         check_levels(self.retry_levels)
         object.__setattr__(self, "labels", tuple(sorted({check_label(label) for label in self.labels})))

@@ -98,3 +98,17 @@ def control_queue_name(namespace: str, node: str) -> str:
     if len(name.encode()) > 255:  # an AMQP short string
         raise ConfigError(f"control queue name {name[:40]!r}… is longer than 255 bytes")
     return name
+
+
+MAX_CONCURRENCY = 10_000
+
+
+def check_concurrency(queue: str, value: object) -> int:
+    """A queue's concurrency if it is a whole number from 1 to MAX_CONCURRENCY."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"concurrency of queue {queue!r} must be a whole number, got {value!r}")
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency of queue {queue!r} must be between 1 and {MAX_CONCURRENCY}, got {value}"
+        )
+    return value

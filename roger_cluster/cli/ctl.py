@@ -18,11 +18,11 @@ from dataclasses import asdict
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
-from ..cluster.partitions import PartitionSpec, check_concurrency
+from ..cluster.partitions import PartitionSpec
 from ..codec import JobMessage
 from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
 from ..job import Job, new_job_id
-from ..names import check_partition, check_queue
+from ..names import check_concurrency, check_partition, check_queue
 from .common import (
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,

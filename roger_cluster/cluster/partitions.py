@@ -14,26 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, UnknownPartition
-from ..names import check_label, check_node, check_partition, check_queue
+from ..names import check_concurrency, check_label, check_node, check_partition, check_queue
 from . import keys
 from .etcd import Etcd, WatchEvent
 from .watch import follow_prefix
 
 log = logging.getLogger(__name__)
-
-MAX_CONCURRENCY = 10_000
-
-
-def check_concurrency(queue: str, value: object) -> int:
-    """A queue's concurrency if it is a whole number from 1 to MAX_CONCURRENCY."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"concurrency of queue {queue!r} must be a whole number, got {value!r}")
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise ConfigError(
-            f"concurrency of queue {queue!r} must be between 1 and {MAX_CONCURRENCY}, got {value}"
-        )
-    return value
-
 
 @dataclass(frozen=True)
 class PartitionSpec:

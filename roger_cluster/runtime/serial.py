@@ -67,6 +67,10 @@ class Coordinator:
         self.stopping = False
         self.run_job: RunJob | None = None  # the worker's serialized entry, set by the worker
 
+    def serve(self, run_job: RunJob) -> None:
+        """Learn how to run a job whose execution key this node holds (the worker's)."""
+        self.run_job = run_job
+
     async def release_queue_key(self, partition: str, message: JobMessage) -> None:
         """The job left its queue for good: free its queue key."""
         if message.queue_key is not None:

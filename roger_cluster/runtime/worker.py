@@ -15,10 +15,10 @@ import enum
 import logging
 import time
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
@@ -27,8 +27,21 @@ from ..errors import DecodeError, JobTimeout, UnknownJob
 from ..job import Job, JobContext, JobRegistry
 from .retry import next_delay
 
-if TYPE_CHECKING:
-    from .serial import Coordinator
+
+class Gate(Protocol):
+    """What the worker asks about keyed jobs (runtime/serial.py's Coordinator)."""
+
+    async def admit(self, partition: str, message: JobMessage) -> Outcome:
+        """Park or wake an execution key; the outcome acks the delivery."""
+        ...
+
+    async def release_queue_key(self, partition: str, message: JobMessage) -> None:
+        """Free the queue key of a job that left its queue for good."""
+        ...
+
+    def serve(self, run_job: Callable[[str, str, bytes, int], Awaitable[Outcome]]) -> None:
+        """Learn how to run a job whose execution key is held."""
+        ...
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +124,12 @@ class Worker:
         self.callbacks = callbacks
         self._executor = executor
         self.running: dict[JobRef, Running] = {}
-        self.coordinator: Coordinator | None = None
+        self.coordinator: Gate | None = None
 
-    def coordinate(self, coordinator: Coordinator) -> None:
+    def coordinate(self, coordinator: Gate) -> None:
         """Route keyed jobs through `coordinator` (queue keys, execution keys)."""
         self.coordinator = coordinator
-        coordinator.run_job = self.run_serialized
+        coordinator.serve(self.run_serialized)
 
     def stop_job(self, ref: JobRef, why: Stop) -> bool:
         """Ask a running job to stop; False if it does not run here."""
