@@ -290,26 +290,31 @@ class Client:
         """
         check_partition(partition)
         messages = [JobMessage.from_job(job, queue) for job in jobs]
-        window = asyncio.Semaphore(ENQUEUE_WINDOW)
-
-        async def send(message: JobMessage) -> None:
-            async with window:
-                await self.enqueue_message(message, partition)
-
-        async def send_in_order(batch: list[JobMessage]) -> None:
-            for message in batch:  # jobs of one execution key keep their order
-                await send(message)
-
+        # Work units: one plain job, or all jobs of one execution key (kept in order).
         serial: dict[str, list[JobMessage]] = {}
+        units: list[list[JobMessage]] = []
         for m in messages:
-            if m.execution_key is not None:
-                serial.setdefault(m.execution_key, []).append(m)
-        plain = [send(m) for m in messages if m.execution_key is None]
-        ordered = [send_in_order(batch) for batch in serial.values()]
-        results = await asyncio.gather(*plain, *ordered, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            if m.execution_key is None:
+                units.append([m])
+            elif m.execution_key not in serial:
+                serial[m.execution_key] = [m]
+                units.append(serial[m.execution_key])
+            else:
+                serial[m.execution_key].append(m)
+        pending = iter(units)
+        errors: list[BaseException] = []
+
+        async def sender() -> None:  # a few senders, not one task per job: memory stays flat
+            for unit in pending:
+                for message in unit:
+                    try:
+                        await self.enqueue_message(message, partition)
+                    except Exception as e:
+                        errors.append(e)
+
+        await asyncio.gather(*(sender() for _ in range(min(ENQUEUE_WINDOW, len(units)))))
+        if errors:
+            raise errors[0]
         return [m.id for m in messages]
 
     # partitions

@@ -9,7 +9,7 @@ consumer turns into a buried message instead of a crash or a redelivery loop.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -59,9 +59,13 @@ class JobMessage:
         )
 
 
+_FIELDS = tuple(JobMessage.__dataclass_fields__)
+
+
 def encode(message: JobMessage, max_bytes: int | None = None) -> bytes:
     """Serialize `message`; JobError if its args cannot be sent or are too big."""
-    fields = asdict(message)
+    # Shallow on purpose: asdict() would deep-copy the args only for msgpack to read them.
+    fields = {name: getattr(message, name) for name in _FIELDS}
     fields["v"] = FORMAT_VERSION
     try:
         body: bytes = msgpack.packb(fields, use_bin_type=True, datetime=False)

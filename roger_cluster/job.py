@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +56,8 @@ class Job:
         self.id = job_id or new_job_id()
         self.args = args
         self.context: JobContext | None = None
-        self._cancel_requested = threading.Event()
+        # A plain flag: set on the event loop, read by a sync job's thread.
+        self._stop_requested = False
 
     @classmethod
     def create(cls, args: Any = None) -> Self:
@@ -73,11 +73,11 @@ class Job:
     def cancelled(self) -> bool:
         """True once the node asked this job to stop (cancelled, timed out, shutting
         down); a long sync job should poll it and return early."""
-        return self._cancel_requested.is_set()
+        return self._stop_requested
 
     def request_stop(self) -> None:
         """Set `cancelled`; the node calls it, jobs read it."""
-        self._cancel_requested.set()
+        self._stop_requested = True
 
     def queue_type(self, args: Any) -> str:
         """The queue of the partition this job goes to; `queue` unless overridden."""

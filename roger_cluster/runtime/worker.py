@@ -15,7 +15,7 @@ import enum
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ class Gate(Protocol):
     def serve(self, run_job: Callable[[str, str, bytes, int], Awaitable[Outcome]]) -> None:
         """Learn how to run a job whose execution key is held."""
         ...
+
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ class Running:
     """A job being performed on this node."""
 
     job: Job
-    started: float
-    stop: asyncio.Future[Stop]
+    started: float  # time.monotonic()
+    stop: asyncio.Future[Stop]  # resolved with why the job must stop
+    task: asyncio.Task[Any] | None = None  # an async job runs in its delivery's task
 
 
 def evidence(job_path: str, error: BaseException, node: str) -> dict[str, Any]:
@@ -137,6 +139,8 @@ class Worker:
         if running is None or running.stop.done():
             return False
         running.stop.set_result(why)
+        if running.task is not None:
+            running.task.cancel()  # lands in the job's current await
         return True
 
     def stop_queue(self, partition: str, queue: str, why: Stop) -> int:
@@ -190,58 +194,75 @@ class Worker:
 
     async def _perform(self, partition: str, message: JobMessage, job: Job) -> Outcome:
         ref = (partition, job.id)
-        running = Running(job, time.monotonic(), asyncio.get_running_loop().create_future())
-        self.running[ref] = running
+        stop = asyncio.get_running_loop().create_future()
+        if not job.is_async():
+            self.running[ref] = running = Running(job, time.monotonic(), stop)
+            try:
+                return await self._perform_sync(partition, message, job, running)
+            finally:
+                self.running.pop(ref, None)
+        # An async job runs right in this task: no task or wait of its own per job.
+        self.running[ref] = Running(job, time.monotonic(), stop, asyncio.current_task())
+        limit = job.max_execution_time
         try:
-            work = self._start(job, message.args)
-            limit = job.max_execution_time
-            done, _ = await asyncio.wait({work, running.stop}, timeout=limit, return_when="FIRST_COMPLETED")
-        finally:
-            del self.running[ref]
+            async with asyncio.timeout(limit) as deadline:
+                try:
+                    result = await job.perform(message.args)
+                finally:
+                    self.running.pop(ref, None)  # no await between the job's end and this
+        except asyncio.CancelledError:
+            if not stop.done():
+                raise  # not ours to swallow: the node is aborting
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            job.request_stop()
+            return await self._stopped(partition, message, job, stop.result(), None)
+        except TimeoutError:
+            job.request_stop()
+            if deadline.expired():
+                e = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
+            return await self._failed(partition, message, job, e)
+        except Exception as e:
+            return await self._failed(partition, message, job, e)
+        if stop.done():  # the job swallowed our cancellation: it was still stopped
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            return await self._stopped(partition, message, job, stop.result(), None)
+        return await self._succeeded(partition, message, job, result)
+
+    async def _perform_sync(self, partition: str, message: JobMessage, job: Job, running: Running) -> Outcome:
+        work = asyncio.get_running_loop().run_in_executor(self._executor, job.perform, message.args)
+        limit = job.max_execution_time
+        done, _ = await asyncio.wait({work, running.stop}, timeout=limit, return_when="FIRST_COMPLETED")
         if work in done:
             running.stop.cancel()
-            return await self._finished(partition, message, job, work)
-        why = running.stop.result() if running.stop.done() else None
-        lingering = await self._interrupt(job, work)
+            try:
+                result = work.result()
+            except Exception as e:
+                return await self._failed(partition, message, job, e)
+            return await self._succeeded(partition, message, job, result)
+        # A thread cannot be stopped: tell the job, and keep its slot until it returns.
+        job.request_stop()
+        work.add_done_callback(_retrieve)
+        lingering = None if work.done() else work
+        if running.stop.done():
+            return await self._stopped(partition, message, job, running.stop.result(), lingering)
+        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
+        return replace(await self._failed(partition, message, job, error), lingering=lingering)
+
+    async def _stopped(
+        self, partition: str, message: JobMessage, job: Job, why: Stop, lingering: asyncio.Future[Any] | None
+    ) -> Outcome:
         if why is Stop.SHUTDOWN:
             log.warning("job %s (%s) stopped by shutdown; back to its queue", job.id, message.job)
             return Outcome(Action.REQUEUE, lingering=lingering)
-        if why is Stop.CANCEL:
-            log.info("job %s (%s) in %s cancelled while running", job.id, message.job, partition)
-            await self.callbacks.fire("on_cancel", job)
-            return replace(DONE, lingering=lingering)
-        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
-        outcome = await self._failed(partition, message, job, error)
-        return replace(outcome, lingering=lingering)
+        log.info("job %s (%s) in %s cancelled while running", job.id, message.job, partition)
+        await self.callbacks.fire("on_cancel", job)
+        return replace(DONE, lingering=lingering)
 
-    def _start(self, job: Job, args: Any) -> asyncio.Future[Any]:
-        if job.is_async():
-            coroutine: Coroutine[Any, Any, Any] = job.perform(args)
-            return asyncio.ensure_future(coroutine)
-        return asyncio.get_running_loop().run_in_executor(self._executor, job.perform, args)
-
-    async def _interrupt(self, job: Job, work: asyncio.Future[Any]) -> asyncio.Future[Any] | None:
-        """Stop the work if we can; return it if it goes on (a thread cannot be killed)."""
-        job.request_stop()
-        if not job.is_async():
-            # Cancelling the future of a running thread would only mark it done
-            # while the thread goes on: keep it, so its slot stays taken.
-            work.add_done_callback(_retrieve)
-            return None if work.done() else work
-        work.cancel()
-        done, _ = await asyncio.wait({work}, timeout=UNWIND_GRACE)
-        work.add_done_callback(_retrieve)
-        return None if done else work
-
-    async def _finished(
-        self, partition: str, message: JobMessage, job: Job, work: asyncio.Future[Any]
-    ) -> Outcome:
-        try:
-            result = work.result()
-        except asyncio.CancelledError:
-            return await self._failed(partition, message, job, RuntimeError("job cancelled itself"))
-        except Exception as e:
-            return await self._failed(partition, message, job, e)
+    async def _succeeded(self, partition: str, message: JobMessage, job: Job, result: Any) -> Outcome:
         log.debug("job %s (%s) done in %s", job.id, message.job, partition)
         await self.callbacks.fire("after_run", job, result)
         return DONE
