@@ -44,6 +44,9 @@ class Callbacks:
     def __init__(self, target: object | None = None) -> None:
         self._hooks = {hook: fn for hook in HOOKS if callable(fn := getattr(target, hook, None))}
 
+    def __contains__(self, hook: object) -> bool:
+        return hook in self._hooks
+
     async def fire(self, hook: str, job: Job, *args: Any) -> None:
         """Call `hook(job, *args)` if defined; log, never raise, if it fails."""
         fn = self._hooks.get(hook)

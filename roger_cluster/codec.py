@@ -60,6 +60,7 @@ class JobMessage:
 
 
 _FIELDS = tuple(JobMessage.__dataclass_fields__)
+_ALLOWED = frozenset(_FIELDS)
 
 
 def encode(message: JobMessage, max_bytes: int | None = None) -> bytes:
@@ -95,7 +96,7 @@ def decode(body: bytes) -> JobMessage:
             raise DecodeError(f"field {name!r} must be a string or nil")
     if "args" not in fields:
         raise DecodeError("field 'args' is missing")
-    unknown = set(fields) - set(JobMessage.__dataclass_fields__)
+    unknown = fields.keys() - _ALLOWED
     if unknown:
         raise DecodeError(f"unknown fields {sorted(unknown)}")
     return JobMessage(**fields)

@@ -11,6 +11,7 @@ so a consumer never crashes and never loops on a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -189,7 +190,8 @@ class Worker:
             log.info("job %s (%s) in %s was cancelled before it ran", job.id, message.job, partition)
             await self.callbacks.fire("on_cancel", job)
             return DONE
-        await self.callbacks.fire("before_run", job)
+        if "before_run" in self.callbacks:  # the hot path skips absent hooks without a call
+            await self.callbacks.fire("before_run", job)
         return await self._perform(partition, message, job)
 
     async def _perform(self, partition: str, message: JobMessage, job: Job) -> Outcome:
@@ -204,8 +206,9 @@ class Worker:
         # An async job runs right in this task: no task or wait of its own per job.
         self.running[ref] = Running(job, time.monotonic(), stop, asyncio.current_task())
         limit = job.max_execution_time
+        deadline = asyncio.timeout(limit) if limit is not None else None
         try:
-            async with asyncio.timeout(limit) as deadline:
+            async with deadline or contextlib.nullcontext():
                 try:
                     result = await job.perform(message.args)
                 finally:
@@ -220,7 +223,7 @@ class Worker:
             return await self._stopped(partition, message, job, stop.result(), None)
         except TimeoutError:
             job.request_stop()
-            if deadline.expired():
+            if deadline is not None and deadline.expired():
                 e = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
             return await self._failed(partition, message, job, e)
         except Exception as e:
@@ -264,7 +267,8 @@ class Worker:
 
     async def _succeeded(self, partition: str, message: JobMessage, job: Job, result: Any) -> Outcome:
         log.debug("job %s (%s) done in %s", job.id, message.job, partition)
-        await self.callbacks.fire("after_run", job, result)
+        if "after_run" in self.callbacks:
+            await self.callbacks.fire("after_run", job, result)
         return DONE
 
     async def _failed(self, partition: str, message: JobMessage, job: Job, error: BaseException) -> Outcome:
