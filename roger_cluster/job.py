@@ -51,6 +51,7 @@ class Job:
     # Seconds between attempts; None uses the node's levels (--retry-levels).
     retry_levels: ClassVar[Sequence[int] | None] = None
     max_execution_time: ClassVar[float | None] = None
+    _is_async: ClassVar[bool | None] = None
 
     def __init__(self, args: Any = None, *, job_id: str | None = None) -> None:
         self.id = job_id or new_job_id()
@@ -98,7 +99,11 @@ class Job:
     @classmethod
     def is_async(cls) -> bool:
         """Whether `perform` is a coroutine function (else it runs in a thread)."""
-        return inspect.iscoroutinefunction(cls.perform)
+        cached = cls.__dict__.get("_is_async")
+        if cached is None:  # asked once per class: inspect is slow for the hot path
+            cached = inspect.iscoroutinefunction(cls.perform)
+            cls._is_async = cached
+        return bool(cached)
 
     def __repr__(self) -> str:
         return f"<{self.path()} id={self.id}>"
