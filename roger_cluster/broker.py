@@ -154,8 +154,26 @@ class Broker:
         """Declare the queue and its buried queue, durable, of the configured type."""
         arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
         await self._declare(
-            {queue_name(partition, queue): arguments, buried_queue_name(partition, queue): arguments}
+            {
+                queue_name(partition, queue): self.main_arguments(partition, queue),
+                buried_queue_name(partition, queue): arguments,
+            }
         )
+
+    def main_arguments(self, partition: str, queue: str) -> dict[str, Any]:
+        """A partition queue: with quorum queues, a poison message (one that keeps
+        killing its consumer) is dead-lettered to the buried queue after
+        `delivery_limit` deliveries instead of crashing node after node forever."""
+        arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
+        if self.config.queue_type == "quorum" and self.config.delivery_limit:
+            arguments |= {
+                "x-delivery-limit": self.config.delivery_limit,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": buried_queue_name(partition, queue),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        return arguments
 
     def retry_arguments(self, partition: str, queue: str, delay: int) -> dict[str, Any]:
         """A retry queue: holds messages `delay` s, then dead-letters them to the main queue.

@@ -29,7 +29,14 @@ from .cluster.execkeys import ExecKeys
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
 from .codec import JobMessage, decode, encode
-from .config import DEFAULT_AMQP_URL, DEFAULT_ETCD, DEFAULT_NAMESPACE, AmqpConfig, EtcdConfig
+from .config import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_ETCD,
+    DEFAULT_NAMESPACE,
+    AmqpConfig,
+    EtcdConfig,
+)
 from .errors import ConfigError, DecodeError, JobError, UnknownPartition, UnroutableJob
 from .job import Job
 from .management import Management, ManagementError
@@ -93,12 +100,27 @@ class BuriedJob:
             job=message.job if message else peeked.properties.get("type"),
             args=message.args if message else None,
             retry_count=message.retry_count if message else None,
-            reason=str(headers.get("x-roger-reason", "")),
+            reason=_text(headers.get("x-roger-reason")) or _dead_letter_reason(headers),
             error_type=_text(headers.get("x-roger-error-type")),
             traceback=_text(headers.get("x-roger-traceback")),
             node=_text(headers.get("x-roger-node")),
             failed_at=float(headers["x-roger-failed-at"]) if "x-roger-failed-at" in headers else None,
         )
+
+
+def _dead_letter_reason(headers: dict[str, Any]) -> str:
+    """Why RabbitMQ itself dead-lettered a message here (the delivery limit)."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
+        return ""
+    death = deaths[0]
+    reason = _text(death.get("reason")) or "dead-lettered"
+    if reason == "delivery_limit":
+        return (
+            "delivered more times than the queue's delivery limit without an ack:"
+            " the job may crash its node (poison message)"
+        )
+    return f"dead-lettered by RabbitMQ from {_text(death.get('queue'))}: {reason}"
 
 
 def _text(value: object) -> str | None:
@@ -180,11 +202,12 @@ class Client:
         namespace: str = DEFAULT_NAMESPACE,
         *,
         queue_type: str = "quorum",
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
         management_url: str | None = None,
         cancel_ttl: int = DEFAULT_CANCEL_TTL,
     ) -> None:
         self.cancel_ttl = cancel_ttl
-        self.amqp_config = AmqpConfig(url=amqp_url, queue_type=queue_type)
+        self.amqp_config = AmqpConfig(url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit)
         self.etcd_config = EtcdConfig.from_string(etcd, namespace)
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)

@@ -23,6 +23,7 @@ DEFAULT_NAMESPACE = "roger"
 DEFAULT_LEASE_TTL = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 15.0
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+DEFAULT_DELIVERY_LIMIT = 20
 QUEUE_TYPES = ("quorum", "classic")
 
 
@@ -82,6 +83,9 @@ class AmqpConfig:
     queue_type: str = "quorum"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     connect_timeout: float = 5.0
+    # Quorum queues: a message delivered this many times without an ack (its job
+    # kills its node, say) goes to the buried queue. 0 = no limit.
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.url).scheme
@@ -91,6 +95,8 @@ class AmqpConfig:
             raise ConfigError(f"queue type must be one of {', '.join(QUEUE_TYPES)}")
         if self.max_payload_bytes <= 0:
             raise ConfigError("max payload size must be positive")
+        if self.delivery_limit < 0:
+            raise ConfigError("delivery limit must be 0 (none) or positive")
 
     def describe(self) -> str:
         """The URL without its password, safe for logs and error messages."""

@@ -167,3 +167,11 @@ class Serial(Job):
         mark(self, "start", token=token, seq=args.get("seq"))
         await asyncio.sleep(float(args.get("sleep", 0)))
         mark(self, "end", token=token, seq=args.get("seq"))
+
+
+class Crash(Job):
+    """Kills its node every time it runs: a poison message."""
+
+    def perform(self, args: Any) -> None:
+        mark(self, "start")
+        os._exit(3)

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from ..config import DEFAULT_AMQP_URL, DEFAULT_ETCD, DEFAULT_NAMESPACE
+from ..config import DEFAULT_AMQP_URL, DEFAULT_DELIVERY_LIMIT, DEFAULT_ETCD, DEFAULT_NAMESPACE
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -43,6 +43,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         choices=("quorum", "classic"),
         default=env("ROGER_QUEUE_TYPE", "quorum"),
         help="type of the RabbitMQ queues declared (env ROGER_QUEUE_TYPE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--delivery-limit",
+        type=int,
+        default=env("ROGER_DELIVERY_LIMIT", str(DEFAULT_DELIVERY_LIMIT)),
+        help="quorum queues: deliveries without an ack before a job is buried as poison; 0 = none."
+        " Give every node and client the same value (env ROGER_DELIVERY_LIMIT; default %(default)s)",
     )
 
 

@@ -310,6 +310,7 @@ async def run(args: argparse.Namespace) -> None:
         args.etcd,
         args.namespace,
         queue_type=args.queue_type,
+        delivery_limit=args.delivery_limit,
         management_url=args.management_url or None,
         cancel_ttl=args.cancel_ttl,
     )

@@ -134,7 +134,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     labels = split_list(args.labels if args.labels is not None else [env("ROGER_LABELS", "")])
     concurrency = args.concurrency if args.concurrency is not None else [env("ROGER_CONCURRENCY", "")]
     return NodeConfig(
-        amqp=AmqpConfig(url=args.amqp_url, queue_type=args.queue_type),
+        amqp=AmqpConfig(url=args.amqp_url, queue_type=args.queue_type, delivery_limit=args.delivery_limit),
         etcd=EtcdConfig.from_string(args.etcd, args.namespace),
         name=args.name,
         jobs=jobs,
