@@ -7,13 +7,17 @@ map once the server answers again, without a restart of the node.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from roger_cluster import Client
+import pytest
+
+from roger_cluster import BrokerConnectionError, Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests import jobs
+from tests.integration.test_partitions import rogerctl
 from tests.ledger import ended
 
 
@@ -97,3 +101,40 @@ async def _equal(actual: object, expected: object) -> bool:
     value = await actual  # type: ignore[misc]
     assert value == expected
     return True
+
+
+async def test_enqueue_fails_fast_and_never_reports_success_while_rabbitmq_is_down(
+    private_rabbitmq: RabbitServer, roger_etcd_endpoints: str, roger_namespace: str, roger_partition: str
+) -> None:
+    amqp_url = private_rabbitmq.endpoint.amqp_url
+    async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
+        await client.start_partition(roger_partition, {"default": 1})
+        private_rabbitmq.stop()
+        started = time.monotonic()
+        with pytest.raises(BrokerConnectionError, match="cannot reach RabbitMQ"):
+            await client.enqueue(jobs.Record.create({"ledger": "/dev/null"}), roger_partition)
+        assert time.monotonic() - started < 6  # the connect timeout, not a hang
+
+        # Partition commands still work: they need etcd, which is up.
+        assert [p.name for p in await client.partitions()] == [roger_partition]
+        private_rabbitmq.start()
+        job = jobs.Record.create({"ledger": "/dev/null"})
+        assert await client.enqueue(job, roger_partition) == job.id
+        stats = await (await client.broker()).stats(f"{roger_partition}-default")
+        assert stats is not None and stats.ready == 1  # exactly the confirmed one
+
+
+async def test_commands_that_need_etcd_fail_clearly_while_it_is_down(
+    private_etcd: EtcdServer, roger_rabbitmq_url: str, roger_namespace: str, tmp_path: Path
+) -> None:
+    factory = NodeFactory(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace, tmp_path)
+    private_etcd.stop()
+    done = rogerctl(factory, "partition", "list")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"rogerctl: cannot reach etcd at {private_etcd.endpoint.endpoints}")
+    node = factory.spawn("lonely")
+    try:
+        assert await node.wait_exit(30) == 1
+        assert "cannot reach etcd" in node.log()
+    finally:
+        factory.cleanup()
