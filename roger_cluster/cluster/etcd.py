@@ -184,12 +184,24 @@ class Etcd:
         return ClusterError(f"etcd refused the request: {error.details()}")
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one call. With several endpoints, a call that finds its member gone
+        (or the cluster electing a leader) is tried again, on whichever member gRPC
+        reaches next, until the timeout: losing one member is invisible to callers.
+        With one endpoint it fails fast."""
         if self._channel is None:
             raise ClusterConnectionError("etcd client is not connected")
-        try:
-            return await make()
-        except grpc.aio.AioRpcError as e:
-            raise self._error(e) from e
+        deadline = asyncio.get_running_loop().time() + self.config.timeout
+        attempt = 0
+        while True:
+            try:
+                return await make()
+            except grpc.aio.AioRpcError as e:
+                retry = len(self.config.endpoints) > 1 and e.code() in _UNREACHABLE
+                attempt += 1
+                pause = min(0.05 * 2**attempt, 0.5)
+                if not retry or asyncio.get_running_loop().time() + pause > deadline:
+                    raise self._error(e) from e
+                await asyncio.sleep(pause)
 
     async def get(self, key: str) -> KeyValue | None:
         """The key, or None."""

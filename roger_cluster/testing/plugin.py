@@ -17,7 +17,15 @@ import pytest
 from ..client import Client
 from ..management import Management
 from .nodes import NodeFactory
-from .servers import EtcdEndpoint, EtcdServer, RabbitEndpoint, RabbitServer, find_etcd, find_rabbitmq
+from .servers import (
+    EtcdEndpoint,
+    EtcdServer,
+    RabbitEndpoint,
+    RabbitServer,
+    find_etcd,
+    find_rabbitmq,
+    free_ports,
+)
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +141,30 @@ def roger_rabbitmq_url(roger_rabbitmq: RabbitEndpoint) -> str:
 def roger_etcd_endpoints(roger_etcd: EtcdEndpoint) -> str:
     """The endpoints of the session's etcd."""
     return roger_etcd.endpoints
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[list[EtcdServer]]:
+    """A private 3-member etcd cluster; members may be stopped and restarted one by one."""
+    ports = free_ports(6)
+    names = [f"m{i}" for i in range(3)]
+    initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
+    members = [
+        EtcdServer(
+            tmp_path / f"etcd-{name}",
+            name=name,
+            client_port=ports[2 * i],
+            peer_port=ports[2 * i + 1],
+            initial_cluster=initial,
+        )
+        for i, name in enumerate(names)
+    ]
+    try:
+        for member in members:
+            member.spawn()
+        for member in members:
+            member.wait_ready()
+        yield members
+    finally:
+        for member in members:
+            member.cleanup()

@@ -1,0 +1,56 @@
+"""Clusters of the engines: losing one etcd member changes nothing users can see."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from roger_cluster import Client
+from roger_cluster.management import Management
+from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.servers import EtcdServer, RabbitEndpoint
+from tests import jobs
+from tests.integration.test_partitions import rogerctl
+from tests.ledger import ended
+
+
+async def test_stopping_any_one_etcd_member_changes_nothing_users_see(
+    etcd_cluster: list[EtcdServer],
+    roger_rabbitmq: RabbitEndpoint,
+    roger_namespace: str,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+) -> None:
+    endpoints = ",".join(m.endpoint.endpoints for m in etcd_cluster)
+    factory = NodeFactory(roger_rabbitmq.amqp_url, endpoints, roger_namespace, tmp_path)
+    ledger = tmp_path / "ledger"
+    try:
+        nodes = await factory.start_many(2, jobs="tests.jobs")
+        async with Client(roger_rabbitmq.amqp_url, endpoints, roger_namespace) as client:
+            for round_, member in enumerate(etcd_cluster):
+                member.stop()
+                partition = f"{roger_partition}r{round_}"
+                # The CLI and the client work; the nodes stay registered and follow the map.
+                listed = rogerctl(factory, "nodes")
+                assert listed.returncode == 0, listed.stderr
+                assert all(n.name in listed.stdout for n in nodes)
+                await client.start_partition(partition, {"default": 3})
+
+                async def consumed(queue: str = f"{partition}-default") -> bool:
+                    return len(await roger_management.consumers(queue)) == 2
+
+                await eventually(consumed, timeout=15)
+                job = jobs.Record.create({"ledger": str(ledger)})
+                await client.enqueue(job, partition)
+                await eventually(partial(_ran, ledger, job.id), timeout=15)
+                assert sorted(n.name for n in await client.nodes()) == sorted(n.name for n in nodes)
+                member.start()
+        assert all(n.returncode is None for n in nodes)
+    finally:
+        factory.cleanup()
+        await roger_management.delete_queues(roger_partition)
+
+
+def _ran(ledger: Path, job_id: str) -> bool:
+    return ended(ledger)[job_id] == 1
