@@ -75,6 +75,7 @@ class Broker:
         self._publish_channel: AbstractChannel | None = None
         self._channel_lock = asyncio.Lock()
         self._declared: set[str] = set()  # waiting queues declared on this connection
+        self._url_index = -1  # the broker of the current connection, among config.urls
 
     def _client_properties(self) -> dict[str, Any]:
         return {"connection_name": self.connection_name} if self.connection_name else {}
@@ -86,13 +87,26 @@ class Broker:
         """Open the connection (plain, not robust: reconnecting is the owner's job)."""
         self._publish_channel = None
         self._declared.clear()
-        try:
-            self.connection = await asyncio.wait_for(
-                aio_pika.connect(self.config.url, client_properties=self._client_properties()),
-                self.config.connect_timeout,
-            )
-        except _CONNECTION_ERRORS as e:
-            raise self._unreachable(e) from e
+        urls = self.config.urls
+        error: BaseException | None = None
+        # Several brokers (a RabbitMQ cluster): start after the one we had, so a
+        # broker that went down is tried last.
+        for step in range(1, len(urls) + 1):
+            index = (self._url_index + step) % len(urls)
+            try:
+                self.connection = await asyncio.wait_for(
+                    aio_pika.connect(urls[index], client_properties=self._client_properties()),
+                    self.config.connect_timeout,
+                )
+            except _CONNECTION_ERRORS as e:
+                error = e
+                continue
+            self._url_index = index
+            if len(urls) > 1:
+                log.info("connected to RabbitMQ at %s", self.config.describe(urls[index]))
+            return
+        assert error is not None
+        raise self._unreachable(error) from error
 
     @property
     def is_connected(self) -> bool:

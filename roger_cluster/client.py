@@ -211,8 +211,9 @@ class Client:
         self.etcd_config = EtcdConfig.from_string(etcd, namespace)
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)
-        self._management = Management.for_amqp(amqp_url, management_url)
-        self._vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
+        first_broker = self.amqp_config.urls[0]
+        self._management = Management.for_amqp(first_broker, management_url)
+        self._vhost = unquote(urlsplit(first_broker).path[1:]) or "/"
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False

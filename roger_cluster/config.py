@@ -88,9 +88,11 @@ class AmqpConfig:
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
 
     def __post_init__(self) -> None:
-        scheme = urlsplit(self.url).scheme
-        if scheme not in ("amqp", "amqps"):
-            raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {self.describe()!r}")
+        if not self.urls:
+            raise ConfigError("at least one AMQP URL is needed")
+        for url in self.urls:
+            if urlsplit(url).scheme not in ("amqp", "amqps"):
+                raise ConfigError(f"AMQP URL must start with amqp:// or amqps://, got {self.describe(url)!r}")
         if self.queue_type not in QUEUE_TYPES:
             raise ConfigError(f"queue type must be one of {', '.join(QUEUE_TYPES)}")
         if self.max_payload_bytes <= 0:
@@ -98,9 +100,16 @@ class AmqpConfig:
         if self.delivery_limit < 0:
             raise ConfigError("delivery limit must be 0 (none) or positive")
 
-    def describe(self) -> str:
-        """The URL without its password, safe for logs and error messages."""
-        parts = urlsplit(self.url)
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The brokers, in the order to try them: `url` may list several, comma-separated."""
+        return tuple(u.strip() for u in self.url.split(",") if u.strip())
+
+    def describe(self, url: str | None = None) -> str:
+        """The URL(s) without passwords, safe for logs and error messages."""
+        if url is None:
+            return ",".join(self.describe(u) for u in self.urls)
+        parts = urlsplit(url)
         host = parts.hostname or "localhost"
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{host}{port}{parts.path or '/'}"

@@ -8,6 +8,7 @@ every node or queue a test made is removed when it ends.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -168,3 +169,30 @@ def etcd_cluster(tmp_path: Path) -> Iterator[list[EtcdServer]]:
     finally:
         for member in members:
             member.cleanup()
+
+
+@pytest.fixture
+def rabbitmq_cluster(tmp_path: Path) -> Iterator[list[RabbitServer]]:
+    """A private 3-node RabbitMQ cluster (quorum queues replicate over it)."""
+    cookie = secrets.token_hex(16).upper()
+    servers = [RabbitServer(tmp_path / f"rabbit-{i}") for i in range(3)]
+    for server in servers:  # one Erlang cookie, or the nodes cannot talk
+        home = server.workdir / "home"
+        home.mkdir(parents=True)
+        (home / ".erlang.cookie").write_text(cookie)
+        (home / ".erlang.cookie").chmod(0o400)
+    try:
+        for server in servers:
+            server.spawn()
+        for server in servers:
+            server.wait_ready()
+        for server in servers[1:]:
+            server.ctl("stop_app")
+            server.ctl("join_cluster", servers[0].node_name)
+            server.ctl("start_app")
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.cleanup()
