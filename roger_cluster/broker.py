@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, DeliveryMode
 
 from .codec import CONTENT_TYPE, JobMessage, encode
-from .config import AmqpConfig
+from .config import AmqpConfig, TlsFiles
 from .errors import BrokerConnectionError, BrokerError, UnroutableJob
 from .names import buried_queue_name, exec_waiting_queue_name, queue_name, retry_queue_name
 
@@ -95,7 +96,11 @@ class Broker:
             index = (self._url_index + step) % len(urls)
             try:
                 self.connection = await asyncio.wait_for(
-                    aio_pika.connect(urls[index], client_properties=self._client_properties()),
+                    aio_pika.connect(
+                        urls[index],
+                        client_properties=self._client_properties(),
+                        ssl_context=self._ssl_context(urls[index]),
+                    ),
                     self.config.connect_timeout,
                 )
             except _CONNECTION_ERRORS as e:
@@ -107,6 +112,17 @@ class Broker:
             return
         assert error is not None
         raise self._unreachable(error) from error
+
+    def _ssl_context(self, url: str) -> ssl.SSLContext | None:
+        """For amqps:// URLs: verify the broker against the configured CA (or the
+        system's), and present a client certificate if one is configured."""
+        if not url.startswith("amqps://"):
+            return None
+        tls = self.config.tls or TlsFiles()
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        return context
 
     @property
     def is_connected(self) -> bool:

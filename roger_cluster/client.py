@@ -205,10 +205,16 @@ class Client:
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
         management_url: str | None = None,
         cancel_ttl: int = DEFAULT_CANCEL_TTL,
+        amqp_config: AmqpConfig | None = None,
+        etcd_config: EtcdConfig | None = None,
     ) -> None:
+        """Connection settings as strings, or whole configs (`amqp_config`,
+        `etcd_config`: TLS, etcd auth) which then take precedence."""
         self.cancel_ttl = cancel_ttl
-        self.amqp_config = AmqpConfig(url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit)
-        self.etcd_config = EtcdConfig.from_string(etcd, namespace)
+        self.amqp_config = amqp_config or AmqpConfig(
+            url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit
+        )
+        self.etcd_config = etcd_config or EtcdConfig.from_string(etcd, namespace)
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)
         first_broker = self.amqp_config.urls[0]

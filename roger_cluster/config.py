@@ -7,6 +7,7 @@ one configured from flags.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,28 +48,69 @@ def _parse_endpoint(text: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """Certificates for a TLS connection: the CA to trust (default: the system's),
+    and a client certificate and key when the server asks for one."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("a client certificate needs both a cert file and a key file")
+        for path in (self.ca_file, self.cert_file, self.key_file):
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"TLS file {path!r} does not exist")
+
+    def read(self, path: str | None) -> bytes | None:
+        """The contents of one of the files, or None."""
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+
+@dataclass(frozen=True)
 class EtcdConfig:
     """Where etcd is and which key prefix this cluster owns."""
 
     endpoints: tuple[tuple[str, int], ...] = (("localhost", 2379),)
     namespace: str = DEFAULT_NAMESPACE
     timeout: float = 5.0
+    tls: TlsFiles | None = None  # TLS to etcd (https:// endpoints), with a client cert if given
+    user: str | None = None  # etcd auth: a user and its password
+    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoints:
             raise ConfigError("at least one etcd endpoint is needed")
+        if (self.user is None) != (self.password is None):
+            raise ConfigError("etcd auth needs both a user and a password")
         if not self.namespace or "/" in self.namespace.strip("/") or not self.namespace.isprintable():
             raise ConfigError(f"namespace {self.namespace!r} must be a non-empty word without '/'")
         if self.timeout <= 0:
             raise ConfigError("etcd timeout must be positive")
 
     @classmethod
-    def from_string(cls, endpoints: str, namespace: str = DEFAULT_NAMESPACE) -> EtcdConfig:
-        """Parse `host:port[,host:port…]` (an `http://` prefix is accepted)."""
+    def from_string(
+        cls,
+        endpoints: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        tls: TlsFiles | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> EtcdConfig:
+        """Parse `host:port[,host:port…]` (`http://` or `https://` prefixes accepted;
+        `https://` turns TLS on, with the system's CAs unless `tls` names some)."""
         items = [e for e in endpoints.split(",") if e.strip()]
         if not items:
             raise ConfigError("at least one etcd endpoint is needed")
-        return cls(endpoints=tuple(_parse_endpoint(e) for e in items), namespace=namespace)
+        if tls is None and any(e.strip().startswith("https://") for e in items):
+            tls = TlsFiles()
+        parsed = tuple(_parse_endpoint(e) for e in items)
+        return cls(endpoints=parsed, namespace=namespace, tls=tls, user=user, password=password)
 
     def describe(self) -> str:
         """The endpoints as a user would write them, for error messages."""
@@ -79,13 +121,14 @@ class EtcdConfig:
 class AmqpConfig:
     """Where RabbitMQ is and how queues are declared."""
 
-    url: str = DEFAULT_AMQP_URL
+    url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may hold a password
     queue_type: str = "quorum"
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     connect_timeout: float = 5.0
     # Quorum queues: a message delivered this many times without an ack (its job
     # kills its node, say) goes to the buried queue. 0 = no limit.
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    tls: TlsFiles | None = None  # for amqps:// URLs: CA and client certificate files
 
     def __post_init__(self) -> None:
         if not self.urls:

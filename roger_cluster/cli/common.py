@@ -7,7 +7,16 @@ import logging
 import os
 import sys
 
-from ..config import DEFAULT_AMQP_URL, DEFAULT_DELIVERY_LIMIT, DEFAULT_ETCD, DEFAULT_NAMESPACE
+from ..config import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_ETCD,
+    DEFAULT_NAMESPACE,
+    AmqpConfig,
+    EtcdConfig,
+    TlsFiles,
+)
+from ..errors import ConfigError
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -25,8 +34,10 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     """--amqp-url, --etcd, --namespace."""
     parser.add_argument(
         "--amqp-url",
-        default=env("ROGER_AMQP_URL", DEFAULT_AMQP_URL),
-        help="RabbitMQ URL (env ROGER_AMQP_URL; default %(default)s)",
+        default=None,
+        help="RabbitMQ URL, or several comma-separated for a cluster (env ROGER_AMQP_URL, or a"
+        " file named by ROGER_AMQP_URL_FILE, keeping the password off the command line;"
+        f" default {DEFAULT_AMQP_URL})",
     )
     parser.add_argument(
         "--etcd",
@@ -44,12 +55,88 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
         default=env("ROGER_QUEUE_TYPE", "quorum"),
         help="type of the RabbitMQ queues declared (env ROGER_QUEUE_TYPE; default %(default)s)",
     )
+    add_security_flags(parser)
     parser.add_argument(
         "--delivery-limit",
         type=int,
         default=env("ROGER_DELIVERY_LIMIT", str(DEFAULT_DELIVERY_LIMIT)),
         help="quorum queues: deliveries without an ack before a job is buried as poison; 0 = none."
         " Give every node and client the same value (env ROGER_DELIVERY_LIMIT; default %(default)s)",
+    )
+
+
+def add_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS files for RabbitMQ and etcd, and the etcd user. Secrets come only from
+    the environment or files, never from flags (they would show in `ps`)."""
+    for name, what in (("amqp", "RabbitMQ (amqps:// URLs)"), ("etcd", "etcd (https:// endpoints)")):
+        upper = name.upper()
+        parser.add_argument(
+            f"--{name}-ca",
+            default=env(f"ROGER_{upper}_CA", "") or None,
+            help=f"CA file to verify {what} (env ROGER_{upper}_CA)",
+        )
+        parser.add_argument(
+            f"--{name}-cert",
+            default=env(f"ROGER_{upper}_CERT", "") or None,
+            help=f"client certificate for {what} (env ROGER_{upper}_CERT)",
+        )
+        parser.add_argument(
+            f"--{name}-key",
+            default=env(f"ROGER_{upper}_KEY", "") or None,
+            help=f"client key for {what} (env ROGER_{upper}_KEY)",
+        )
+    parser.add_argument(
+        "--etcd-user",
+        default=env("ROGER_ETCD_USER", "") or None,
+        help="etcd user (env ROGER_ETCD_USER; its password from env"
+        " ROGER_ETCD_PASSWORD or the file named by ROGER_ETCD_PASSWORD_FILE)",
+    )
+
+
+def secret(name: str) -> str | None:
+    """A secret from env `name`, or from the file named by env `name`_FILE."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read {name}_FILE {path!r}: {e.strerror}") from None
+
+
+def amqp_url(args: argparse.Namespace) -> str:
+    """--amqp-url, else ROGER_AMQP_URL, else the file ROGER_AMQP_URL_FILE names, else the default."""
+    url: str | None = args.amqp_url or secret("ROGER_AMQP_URL")
+    return url or DEFAULT_AMQP_URL
+
+
+def tls_files(args: argparse.Namespace, name: str) -> TlsFiles | None:
+    """The TLS files given for `name` ("amqp" or "etcd"), or None."""
+    files = [getattr(args, f"{name}_{part}") for part in ("ca", "cert", "key")]
+    return TlsFiles(*files) if any(files) else None
+
+
+def amqp_config(args: argparse.Namespace) -> AmqpConfig:
+    """The AmqpConfig the flags describe."""
+    return AmqpConfig(
+        url=amqp_url(args),
+        queue_type=args.queue_type,
+        delivery_limit=args.delivery_limit,
+        tls=tls_files(args, "amqp"),
+    )
+
+
+def etcd_config(args: argparse.Namespace) -> EtcdConfig:
+    """The EtcdConfig the flags describe."""
+    password = secret("ROGER_ETCD_PASSWORD") if args.etcd_user else None
+    if args.etcd_user and password is None:
+        raise ConfigError("--etcd-user needs a password in ROGER_ETCD_PASSWORD or ROGER_ETCD_PASSWORD_FILE")
+    return EtcdConfig.from_string(
+        args.etcd, args.namespace, tls=tls_files(args, "etcd"), user=args.etcd_user, password=password
     )
 
 

@@ -30,7 +30,9 @@ from .common import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     add_connection_flags,
+    amqp_config,
     env,
+    etcd_config,
     fail,
     setup_logging,
     split_list,
@@ -306,13 +308,10 @@ def parser() -> argparse.ArgumentParser:
 async def run(args: argparse.Namespace) -> None:
     """Run the chosen command with a client built from the flags."""
     client = Client(
-        args.amqp_url,
-        args.etcd,
-        args.namespace,
-        queue_type=args.queue_type,
-        delivery_limit=args.delivery_limit,
         management_url=args.management_url or None,
         cancel_ttl=args.cancel_ttl,
+        amqp_config=amqp_config(args),
+        etcd_config=etcd_config(args),
     )
     out = Output(json_mode=args.json)
     command: Command = args.run

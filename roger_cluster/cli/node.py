@@ -19,8 +19,6 @@ import threading
 from ..config import (
     DEFAULT_LEASE_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT,
-    AmqpConfig,
-    EtcdConfig,
     NodeConfig,
 )
 from ..errors import ConfigError, DuplicateNode, RogerError
@@ -34,7 +32,9 @@ from .common import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     add_connection_flags,
+    amqp_config,
     env,
+    etcd_config,
     fail,
     setup_logging,
     split_list,
@@ -134,8 +134,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     labels = split_list(args.labels if args.labels is not None else [env("ROGER_LABELS", "")])
     concurrency = args.concurrency if args.concurrency is not None else [env("ROGER_CONCURRENCY", "")]
     return NodeConfig(
-        amqp=AmqpConfig(url=args.amqp_url, queue_type=args.queue_type, delivery_limit=args.delivery_limit),
-        etcd=EtcdConfig.from_string(args.etcd, args.namespace),
+        amqp=amqp_config(args),
+        etcd=etcd_config(args),
         name=args.name,
         jobs=jobs,
         lease_ttl=args.lease_ttl,

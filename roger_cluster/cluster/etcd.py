@@ -148,6 +148,8 @@ class Etcd:
         self._kv: Any = None
         self._lease: Any = None
         self._watch: Any = None
+        self._auth: Any = None
+        self._metadata: tuple[tuple[str, str], ...] | None = None
 
     async def connect(self) -> None:
         """Open the channel and check that etcd answers."""
@@ -156,15 +158,40 @@ class Etcd:
                 target = await _target(self.config)
             except OSError as e:
                 raise self._unreachable(e) from e
-            self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self._channel = self._open_channel(target)
             self._kv = rpc.KVStub(self._channel)
             self._lease = rpc.LeaseStub(self._channel)
             self._watch = rpc.WatchStub(self._channel)
+            self._auth = rpc.AuthStub(self._channel)
         await self.get(self.config.namespace + "/")
+
+    def _open_channel(self, target: str) -> grpc.aio.Channel:
+        tls = self.config.tls
+        if tls is None:
+            return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.read(tls.ca_file),
+            private_key=tls.read(tls.key_file),
+            certificate_chain=tls.read(tls.cert_file),
+        )
+        return grpc.aio.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+
+    def _options(self) -> dict[str, Any]:
+        return {"timeout": self.config.timeout, "metadata": self._metadata}
+
+    async def _authenticate(self) -> None:
+        """Get a token for the configured user (etcd tokens expire: called again then)."""
+        request = rpc.AuthenticateRequest(name=self.config.user, password=self.config.password)
+        try:
+            reply = await self._auth.Authenticate(request, timeout=self.config.timeout)
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e) from e
+        self._metadata = (("token", reply.token),)
 
     async def close(self) -> None:
         """Close the channel; in-flight calls fail with ClusterConnectionError."""
         channel, self._channel = self._channel, None
+        self._metadata = None
         if channel is not None:
             await channel.close()
 
@@ -192,10 +219,16 @@ class Etcd:
             raise ClusterConnectionError("etcd client is not connected")
         deadline = asyncio.get_running_loop().time() + self.config.timeout
         attempt = 0
+        if self.config.user is not None and self._metadata is None:
+            await self._authenticate()
         while True:
             try:
                 return await make()
             except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.UNAUTHENTICATED and self.config.user and attempt == 0:
+                    attempt += 1
+                    await self._authenticate()  # the token expired
+                    continue
                 retry = len(self.config.endpoints) > 1 and e.code() in _UNREACHABLE
                 attempt += 1
                 pause = min(0.05 * 2**attempt, 0.5)
@@ -206,33 +239,33 @@ class Etcd:
     async def get(self, key: str) -> KeyValue | None:
         """The key, or None."""
         request = rpc.RangeRequest(key=key.encode())
-        reply = await self._call(lambda: self._kv.Range(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.Range(request, **self._options()))
         return _kv(reply.kvs[0]) if reply.kvs else None
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Every key under `prefix`, and the store revision they were read at."""
         request = rpc.RangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
-        reply = await self._call(lambda: self._kv.Range(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.Range(request, **self._options()))
         return [_kv(kv) for kv in reply.kvs], reply.header.revision
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         """Set the key; returns the new revision."""
         request = rpc.PutRequest(key=key.encode(), value=value, lease=lease)
-        reply = await self._call(lambda: self._kv.Put(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.Put(request, **self._options()))
         revision: int = reply.header.revision
         return revision
 
     async def delete(self, key: str) -> int:
         """Delete the key; returns how many keys went (0 or 1)."""
         request = rpc.DeleteRangeRequest(key=key.encode())
-        reply = await self._call(lambda: self._kv.DeleteRange(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.DeleteRange(request, **self._options()))
         deleted: int = reply.deleted
         return deleted
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix`; returns how many went."""
         request = rpc.DeleteRangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
-        reply = await self._call(lambda: self._kv.DeleteRange(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.DeleteRange(request, **self._options()))
         deleted: int = reply.deleted
         return deleted
 
@@ -256,7 +289,7 @@ class Etcd:
         (None for a missing key and for puts and deletes).
         """
         request = rpc.TxnRequest(compare=list(compare), success=list(success), failure=list(failure))
-        reply = await self._call(lambda: self._kv.Txn(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._kv.Txn(request, **self._options()))
         results: list[KeyValue | None] = []
         for response in reply.responses:
             kvs = response.response_range.kvs if response.WhichOneof("response") == "response_range" else []
@@ -266,12 +299,12 @@ class Etcd:
     async def compact(self, revision: int) -> None:
         """Drop history before `revision` (watches from older revisions get Compacted)."""
         request = rpc.CompactionRequest(revision=revision, physical=True)
-        await self._call(lambda: self._kv.Compact(request, timeout=self.config.timeout))
+        await self._call(lambda: self._kv.Compact(request, **self._options()))
 
     async def grant(self, ttl: int) -> int:
         """A new lease of `ttl` seconds; returns its id."""
         request = rpc.LeaseGrantRequest(TTL=ttl)
-        reply = await self._call(lambda: self._lease.LeaseGrant(request, timeout=self.config.timeout))
+        reply = await self._call(lambda: self._lease.LeaseGrant(request, **self._options()))
         lease_id: int = reply.ID
         return lease_id
 
@@ -279,7 +312,7 @@ class Etcd:
         """Revoke a lease, deleting its keys; an unknown lease is not an error."""
         request = rpc.LeaseRevokeRequest(ID=lease_id)
         try:
-            await self._call(lambda: self._lease.LeaseRevoke(request, timeout=self.config.timeout))
+            await self._call(lambda: self._lease.LeaseRevoke(request, **self._options()))
         except ClusterConnectionError:
             raise
         except ClusterError as e:
@@ -290,7 +323,7 @@ class Etcd:
 
         async def once() -> int:
             call = self._lease.LeaseKeepAlive(
-                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self.config.timeout
+                iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), **self._options()
             )
             async for reply in call:
                 ttl: int = reply.TTL
@@ -313,7 +346,7 @@ class Etcd:
             start_revision=start_revision,
             progress_notify=True,
         )
-        call = self._watch.Watch(_hold_open(rpc.WatchRequest(create_request=create)))
+        call = self._watch.Watch(_hold_open(rpc.WatchRequest(create_request=create)), metadata=self._metadata)
         try:
             async for reply in call:
                 if reply.compact_revision:
