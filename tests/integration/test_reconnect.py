@@ -52,6 +52,14 @@ async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after
             await eventually(late_consumed, timeout=20)
             names = [n.name for n in await client.nodes()]
             assert names == [node.name]
+
+            # The paused set is followed again too.
+            await client.pause_queue(roger_partition, "late")
+
+            async def late_paused() -> bool:
+                return await roger_management.consumers(f"{roger_partition}-late") == []
+
+            await eventually(late_paused, timeout=20)
             assert node.returncode is None
     finally:
         factory.cleanup()
