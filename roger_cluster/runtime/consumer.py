@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from ..broker import Broker
 from ..names import queue_name
+from .acks import Acker
 from .settle import settle
 from .slots import Slots
 from .worker import UNWIND_GRACE, Outcome, Stop, Worker
@@ -55,6 +56,7 @@ class QueueConsumer:
         self.slots = Slots(concurrency)
         self._on_consume_ok = on_consume_ok
         self._channel: AbstractChannel | None = None
+        self._acker = Acker(max_batch=_batch(concurrency))
         self._tag: str | None = None
 
     @property
@@ -65,6 +67,7 @@ class QueueConsumer:
     async def start(self) -> None:
         """Open a channel with prefetch = concurrency and start consuming."""
         self._channel = await self.broker.channel(prefetch=self.concurrency)
+        self._acker = Acker(max_batch=_batch(self.concurrency))
         await self._consume()
 
     async def _consume(self) -> None:
@@ -116,6 +119,7 @@ class QueueConsumer:
         if concurrency == self.concurrency:
             return
         self.concurrency = concurrency
+        self._acker.max_batch = _batch(concurrency)
         await self.slots.resize(concurrency)
         if self._channel is None:
             return
@@ -155,7 +159,9 @@ class QueueConsumer:
             await self.close()
 
     async def close(self) -> None:
-        """Close the channel now; unacked deliveries go back to the queue."""
+        """Close the channel now (acking what finished); unacked deliveries go back to the queue."""
+        if self._channel is not None and not self._channel.is_closed:
+            await self._acker.flush()
         channel, self._channel = self._channel, None
         self._tag = None
         if channel is not None and not channel.is_closed:
@@ -165,11 +171,13 @@ class QueueConsumer:
                 log.debug("closing channel of %s: %s", self.name, e)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        acker = self._acker
+        acker.track(message)
         await self.slots.acquire()
         outcome: Outcome | None = None
         try:
             outcome = await self.worker.run(self.partition, self.queue, message.body)
-            await settle(self.broker, self.partition, self.queue, message, outcome)
+            await settle(self.broker, self.partition, self.queue, message, outcome, acker)
         except Exception as e:  # the broker refused, or the channel went away under us
             log.warning(
                 "could not settle job %s of %s (%s); RabbitMQ will deliver it again",
@@ -177,17 +185,23 @@ class QueueConsumer:
                 self.name,
                 e,
             )
-            await self._give_back(message)
+            await self._give_back(message, acker)
         finally:
             if outcome is not None and outcome.lingering is not None:
                 # A job we could not stop still runs in its thread: keep its slot.
                 await asyncio.wait({outcome.lingering})
             await self.slots.release()
 
-    async def _give_back(self, message: AbstractIncomingMessage) -> None:
+    async def _give_back(self, message: AbstractIncomingMessage, acker: Acker) -> None:
         """Requeue a delivery we could not settle, if its channel still lives."""
         if self._channel is None or self._channel.is_closed:
             return  # RabbitMQ requeues it with the channel
         with contextlib.suppress(Exception):
             await asyncio.sleep(BURY_RETRY_DELAY)
             await message.nack(requeue=True)
+            acker.settled(message)
+
+
+def _batch(concurrency: int) -> int:
+    """Ack when half the prefetch window is done, so RabbitMQ never waits on us for long."""
+    return max(1, concurrency // 2)

@@ -11,15 +11,26 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ..broker import Broker, properties_of
 from ..names import buried_queue_name
+from .acks import Acker
 from .worker import Action, Outcome
 
 
 async def settle(
-    broker: Broker, partition: str, queue: str, message: AbstractIncomingMessage, outcome: Outcome
+    broker: Broker,
+    partition: str,
+    queue: str,
+    message: AbstractIncomingMessage,
+    outcome: Outcome,
+    acker: Acker | None = None,
 ) -> None:
-    """Do what `outcome` says with `message`, a delivery of `partition`-`queue`."""
+    """Do what `outcome` says with `message`, a delivery of `partition`-`queue`.
+
+    With an `acker`, the final ack goes out batched with its neighbours.
+    """
     if outcome.action is Action.REQUEUE:
         await message.nack(requeue=True)
+        if acker is not None:
+            acker.settled(message)
         return
     if outcome.action is Action.RETRY:
         assert outcome.message is not None
@@ -28,4 +39,7 @@ async def settle(
         properties = properties_of(message)
         properties["headers"] = {**properties["headers"], **outcome.headers}
         await broker.publish_bytes(message.body, buried_queue_name(partition, queue), properties)
-    await message.ack()
+    if acker is not None:
+        await acker.ack(message)
+    else:
+        await message.ack()

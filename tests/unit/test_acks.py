@@ -1,0 +1,64 @@
+"""The batched acker: never acks past a delivery whose job still runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roger_cluster.runtime.acks import Acker
+from roger_cluster.testing import eventually
+
+
+class Delivery:
+    """Stands in for an aio-pika delivery: a tag, and a record of acks sent."""
+
+    sent: list[tuple[int, bool]] = []
+
+    def __init__(self, tag: int) -> None:
+        self.delivery_tag = tag
+
+    async def ack(self, multiple: bool = False) -> None:
+        Delivery.sent.append((self.delivery_tag, multiple))
+
+
+def deliveries(acker: Acker, count: int) -> list[Any]:
+    found = [Delivery(tag) for tag in range(1, count + 1)]
+    for d in found:
+        acker.track(d)  # type: ignore[arg-type]
+    return found
+
+
+async def test_a_run_is_acked_only_up_to_the_first_unfinished_delivery() -> None:
+    Delivery.sent = []
+    acker = Acker(max_batch=100, delay=0.001)
+    d = deliveries(acker, 5)
+    for i in (0, 1, 3, 4):  # 3 (tag 3) still runs
+        await acker.ack(d[i])
+    await acker.flush()
+    assert Delivery.sent == [(2, True)]
+    await acker.ack(d[2])
+    await acker.flush()
+    assert Delivery.sent == [(2, True), (5, True)]
+
+
+async def test_a_full_batch_is_acked_at_once_and_a_partial_one_after_the_delay() -> None:
+    Delivery.sent = []
+    acker = Acker(max_batch=3, delay=0.01)
+    d = deliveries(acker, 4)
+    for i in range(3):
+        await acker.ack(d[i])
+    assert Delivery.sent == [(3, True)]
+    await acker.ack(d[3])
+    assert Delivery.sent == [(3, True)]
+    await eventually(lambda: len(Delivery.sent) == 2, timeout=2, interval=0.001)
+    assert Delivery.sent == [(3, True), (4, True)]
+
+
+async def test_a_nacked_delivery_does_not_block_the_run_and_is_never_the_ack_target() -> None:
+    Delivery.sent = []
+    acker = Acker(max_batch=100, delay=0.001)
+    d = deliveries(acker, 3)
+    await acker.ack(d[0])
+    acker.settled(d[2])  # requeued
+    await acker.ack(d[1])
+    await acker.flush()
+    assert Delivery.sent == [(2, True)]
