@@ -172,6 +172,7 @@ class NodeConfig:
     callbacks: str | None = None  # "module:object"
     labels: tuple[str, ...] = ()  # partitions started with --labels need them all
     concurrency: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (partition, queue) -> N
+    http: tuple[str, int] | None = None  # serve /healthz, /readyz, /metrics here
 
     def __post_init__(self) -> None:
         check_node(self.name)
@@ -187,3 +188,13 @@ class NodeConfig:
         for module in self.jobs:
             if not module or not all(p.isidentifier() for p in module.split(".")):
                 raise ConfigError(f"--jobs entry {module!r} is not a module name")
+
+
+def parse_http(text: str) -> tuple[str, int] | None:
+    """`host:port` for the node's HTTP endpoints ('' for none); ConfigError if malformed."""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--http {text!r} must look like host:port, e.g. 0.0.0.0:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -28,8 +28,10 @@ from .cluster.partitions import PartitionMap, follow_map
 from .cluster.paused import follow_paused
 from .config import NodeConfig
 from .control import ControlServer, worker_handlers
-from .errors import RogerError
+from .errors import ConfigError, RogerError
+from .health import HealthServer
 from .job import JobRegistry
+from .metrics import Metrics
 from .placement import NodeProfile, desired_queues, draining_partitions
 from .runtime.consumer import QueueConsumer
 from .runtime.serial import Coordinator
@@ -88,6 +90,7 @@ class Node:
         self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
         self._draining: dict[asyncio.Task[None], QueueConsumer] = {}  # consumers finishing their jobs
         self._executor: ThreadPoolExecutor | None = None
+        self._http: HealthServer | None = None
         self._worker: Worker | None = None
         self.control: ControlServer | None = None  # answers `rogerctl job running`
 
@@ -145,7 +148,44 @@ class Node:
             ),
         ]
         await self._wait_converged()
+        if self.config.http is not None:
+            try:
+                await self._serve_http(*self.config.http)
+            except OSError as e:
+                await self.stop()
+                host, port = self.config.http
+                raise ConfigError(f"cannot serve HTTP on {host}:{port}: {e.strerror}") from e
         log.info("node %s started with %d job class(es)", self.name, len(registry))
+
+    async def _serve_http(self, host: str, port: int) -> None:
+        metrics = Metrics()
+        assert self._worker is not None
+        worker = self._worker
+        metrics.gauge("roger_running_jobs", "Jobs running on this node.", lambda: len(worker.running))
+        metrics.gauge("roger_consumers", "Partition queues this node consumes.", lambda: len(self.consumers))
+        metrics.gauge(
+            "roger_amqp_connected", "1 when connected to RabbitMQ.", lambda: self.broker.is_connected
+        )
+        metrics.gauge(
+            "roger_etcd_connected",
+            "1 when etcd answered the last lease refresh.",
+            lambda: self.membership.etcd_reachable,
+        )
+        worker.metrics = metrics
+        self._http = HealthServer(host, port, metrics, self.readiness)
+        await self._http.start()
+
+    def readiness(self) -> str | None:
+        """None when the node is ready to work, else why not (for /readyz)."""
+        if not self.broker.is_connected:
+            return "not connected to RabbitMQ"
+        if not self.membership.etcd_reachable:
+            return "etcd does not answer"
+        if not self.membership.registered.is_set():
+            return "not registered in etcd"
+        if not self.converged.is_set():
+            return "partition map not applied yet"
+        return None
 
     async def _wait_converged(self) -> None:
         """Return once the map was read and applied, or after START_TIMEOUT trying."""
@@ -183,6 +223,8 @@ class Node:
         await self._close_clients()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._http is not None:
+            await self._http.stop()
         log.info("node %s stopped", self.name)
 
     async def _close_clients(self) -> None:

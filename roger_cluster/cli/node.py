@@ -20,6 +20,7 @@ from ..config import (
     DEFAULT_LEASE_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT,
     NodeConfig,
+    parse_http,
 )
 from ..errors import ConfigError, DuplicateNode, RogerError
 from ..names import check_partition, check_queue
@@ -102,6 +103,12 @@ def parser() -> argparse.ArgumentParser:
         " (repeatable or comma-separated; env ROGER_CONCURRENCY)",
     )
     p.add_argument(
+        "--http",
+        default=env("ROGER_HTTP", ""),
+        metavar="HOST:PORT",
+        help="serve /healthz, /readyz and /metrics (Prometheus) here (env ROGER_HTTP; default: off)",
+    )
+    p.add_argument(
         "--log-level",
         default=env("ROGER_LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
@@ -144,6 +151,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         callbacks=args.callbacks or None,
         labels=tuple(labels),
         concurrency=parse_concurrency(split_list(concurrency)),
+        http=parse_http(args.http),
     )
 
 

@@ -101,6 +101,7 @@ class Membership:
         self._ttl = ttl
         self.lease_id = 0
         self.registered = asyncio.Event()
+        self.etcd_reachable = True  # as of the last lease refresh
         # Called after every registration, so whatever a node binds to its lease
         # (drain markers) is written again under a new lease.
         self.on_registered: list[Callable[[], None]] = []
@@ -149,11 +150,14 @@ class Membership:
             try:
                 if self.lease_id and await self._etcd.refresh(self.lease_id) > 0:
                     warned = False
+                    self.etcd_reachable = True
                     continue
                 self.registered.clear()
                 log.warning("lease of node %s expired; registering again", self._info.name)
                 await self.register()
+                self.etcd_reachable = True
             except ClusterConnectionError as e:
+                self.etcd_reachable = False
                 if not warned:
                     log.warning("cannot refresh node lease: %s (retrying)", e)
                     warned = True

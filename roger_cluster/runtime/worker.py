@@ -26,6 +26,7 @@ from ..cluster.cancellations import Cancellations, JobRef
 from ..codec import JobMessage, decode
 from ..errors import DecodeError, JobTimeout, UnknownJob
 from ..job import Job, JobContext, JobRegistry
+from ..metrics import Metrics
 from .retry import next_delay
 
 
@@ -73,6 +74,8 @@ class Outcome:
     # A job that could not be stopped (a sync job's thread): its slot stays
     # taken until this completes, so concurrency is never exceeded.
     lingering: asyncio.Future[Any] | None = None
+    # How the job ended, for metrics: one of metrics.ENDINGS.
+    ending: str = "succeeded"
 
 
 DONE = Outcome(Action.ACK)
@@ -128,6 +131,7 @@ class Worker:
         self._executor = executor
         self.running: dict[JobRef, Running] = {}
         self.coordinator: Gate | None = None
+        self.metrics: Metrics | None = None
 
     def coordinate(self, coordinator: Gate) -> None:
         """Route keyed jobs through `coordinator` (queue keys, execution keys)."""
@@ -175,7 +179,11 @@ class Worker:
             job_class = self.registry.resolve(message.job)
         except (DecodeError, UnknownJob) as e:
             log.error("burying message in %s-%s: %s", partition, queue, e)
-            return Outcome(Action.BURY, str(e), {"x-roger-reason": str(e), "x-roger-node": self.node})
+            if self.metrics is not None:
+                self.metrics.ended(partition, queue, "buried")
+            return Outcome(
+                Action.BURY, str(e), {"x-roger-reason": str(e), "x-roger-node": self.node}, ending="buried"
+            )
         job = job_class(message.args, job_id=message.id)
         job.context = JobContext(
             partition, message.queue, self.node, message.retry_count, message.enqueued_at, token
@@ -189,10 +197,23 @@ class Worker:
         if (partition, job.id) in self.cancellations:
             log.info("job %s (%s) in %s was cancelled before it ran", job.id, message.job, partition)
             await self.callbacks.fire("on_cancel", job)
+            if self.metrics is not None:
+                self.metrics.ended(partition, message.queue, "cancelled")
             return DONE
         if "before_run" in self.callbacks:  # the hot path skips absent hooks without a call
             await self.callbacks.fire("before_run", job)
-        return await self._perform(partition, message, job)
+        if self.metrics is None:
+            return await self._perform(partition, message, job)
+        started = time.monotonic()
+        self.metrics.started(partition, message.queue)
+        outcome = await self._perform(partition, message, job)
+        seconds = time.monotonic() - started
+        if outcome.ending in ("retried", "buried"):
+            self.metrics.ended(partition, message.queue, "failed", seconds)
+            self.metrics.ended(partition, message.queue, outcome.ending)
+        else:
+            self.metrics.ended(partition, message.queue, outcome.ending, seconds)
+        return outcome
 
     async def _perform(self, partition: str, message: JobMessage, job: Job) -> Outcome:
         ref = (partition, job.id)
@@ -260,10 +281,10 @@ class Worker:
     ) -> Outcome:
         if why is Stop.SHUTDOWN:
             log.warning("job %s (%s) stopped by shutdown; back to its queue", job.id, message.job)
-            return Outcome(Action.REQUEUE, lingering=lingering)
+            return Outcome(Action.REQUEUE, lingering=lingering, ending="requeued")
         log.info("job %s (%s) in %s cancelled while running", job.id, message.job, partition)
         await self.callbacks.fire("on_cancel", job)
-        return replace(DONE, lingering=lingering)
+        return replace(DONE, lingering=lingering, ending="cancelled")
 
     async def _succeeded(self, partition: str, message: JobMessage, job: Job, result: Any) -> Outcome:
         log.debug("job %s (%s) done in %s", job.id, message.job, partition)
@@ -286,10 +307,10 @@ class Worker:
                 delay,
             )
             retry = replace(message, retry_count=message.retry_count + 1)
-            return Outcome(Action.RETRY, str(error), message=retry, delay=delay)
+            return Outcome(Action.RETRY, str(error), message=retry, delay=delay, ending="retried")
         log.error("%s failed for good; burying it", where, exc_info=error)
         await self.callbacks.fire("on_buried", job, error)
-        return Outcome(Action.BURY, str(error), evidence(message.job, error, self.node))
+        return Outcome(Action.BURY, str(error), evidence(message.job, error, self.node), ending="buried")
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -1,0 +1,64 @@
+"""Prometheus metrics of one node, in a registry of its own.
+
+Counters by partition and queue for every way a job can end, a duration
+histogram, and gauges read when scraped (running jobs, consumers, connection
+state). Label children are cached, so counting a job costs a dict lookup and
+an increment, not a label resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+ENDINGS = ("succeeded", "failed", "retried", "buried", "cancelled", "requeued")
+
+
+class Metrics:
+    """The node's metrics; `render()` is the /metrics body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("partition", "queue")
+        self._started = Counter(
+            "roger_jobs_started", "Jobs that started running.", labels, registry=self.registry
+        )
+        self._ended = {
+            ending: Counter(
+                f"roger_jobs_{ending}", f"Jobs that ended {ending}.", labels, registry=self.registry
+            )
+            for ending in ENDINGS
+        }
+        self._duration = Histogram(
+            "roger_job_duration_seconds", "Time from a job's start to its end.", labels,
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800),
+        )  # fmt: skip
+        self._children: dict[tuple[str, str, str], MetricWrapperBase] = {}
+
+    def _child(self, name: str, metric: MetricWrapperBase, partition: str, queue: str) -> MetricWrapperBase:
+        key = (name, partition, queue)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(partition, queue)
+        return child
+
+    def started(self, partition: str, queue: str) -> None:
+        """A job started."""
+        self._child("started", self._started, partition, queue).inc()  # type: ignore[attr-defined]
+
+    def ended(self, partition: str, queue: str, ending: str, seconds: float | None = None) -> None:
+        """A job ended in one of ENDINGS, after `seconds` if it ran."""
+        self._child(ending, self._ended[ending], partition, queue).inc()  # type: ignore[attr-defined]
+        if seconds is not None:
+            self._child("duration", self._duration, partition, queue).observe(seconds)  # type: ignore[attr-defined]
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A value read at each scrape."""
+        Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
