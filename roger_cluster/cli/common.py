@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -17,6 +16,7 @@ from ..config import (
     TlsFiles,
 )
 from ..errors import ConfigError
+from . import logs
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -147,15 +147,8 @@ def fail(program: str, code: int, message: str) -> int:
 
 
 def setup_logging(level: str) -> None:
-    """Plain text logs on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiormq logs every broken connection at length; our own messages say it once.
-    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-    logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+    """Plain text logs on stderr (rogerctl)."""
+    logs.setup_logging(level)
 
 
 def split_list(items: list[str] | None) -> list[str]:

@@ -27,6 +27,7 @@ from ..names import check_partition, check_queue
 from ..node import Node
 from ..runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
 from ..runtime.retry import parse_levels
+from . import logs
 from .common import (
     EXIT_CONFLICT,
     EXIT_OK,
@@ -37,7 +38,6 @@ from .common import (
     env,
     etcd_config,
     fail,
-    setup_logging,
     split_list,
 )
 
@@ -107,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
         default=env("ROGER_HTTP", ""),
         metavar="HOST:PORT",
         help="serve /healthz, /readyz and /metrics (Prometheus) here (env ROGER_HTTP; default: off)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=env("ROGER_LOG_FORMAT", "text"),
+        choices=("text", "json"),
+        help="text, or one JSON object per line (env ROGER_LOG_FORMAT; default %(default)s)",
     )
     p.add_argument(
         "--log-level",
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of roger-node."""
     try:
         args = parser().parse_args(argv)
-        setup_logging(args.log_level)
+        logs.setup_logging(args.log_level, args.log_format, node=args.name)
         config = build_config(args)
         return exit_now_if_jobs_linger(asyncio.run(run(config)))
     except ConfigError as e:

@@ -178,7 +178,13 @@ class Worker:
                 return await self.coordinator.admit(partition, message)
             job_class = self.registry.resolve(message.job)
         except (DecodeError, UnknownJob) as e:
-            log.error("burying message in %s-%s: %s", partition, queue, e)
+            log.error(
+                "burying message in %s-%s: %s",
+                partition,
+                queue,
+                e,
+                extra={"partition": partition, "queue": queue},
+            )
             if self.metrics is not None:
                 self.metrics.ended(partition, queue, "buried")
             return Outcome(
@@ -195,7 +201,13 @@ class Worker:
 
     async def _run_job(self, partition: str, message: JobMessage, job: Job) -> Outcome:
         if (partition, job.id) in self.cancellations:
-            log.info("job %s (%s) in %s was cancelled before it ran", job.id, message.job, partition)
+            log.info(
+                "job %s (%s) in %s was cancelled before it ran",
+                job.id,
+                message.job,
+                partition,
+                extra=_fields(partition, message),
+            )
             await self.callbacks.fire("on_cancel", job)
             if self.metrics is not None:
                 self.metrics.ended(partition, message.queue, "cancelled")
@@ -280,14 +292,25 @@ class Worker:
         self, partition: str, message: JobMessage, job: Job, why: Stop, lingering: asyncio.Future[Any] | None
     ) -> Outcome:
         if why is Stop.SHUTDOWN:
-            log.warning("job %s (%s) stopped by shutdown; back to its queue", job.id, message.job)
+            log.warning(
+                "job %s (%s) stopped by shutdown; back to its queue",
+                job.id,
+                message.job,
+                extra=_fields(partition, message),
+            )
             return Outcome(Action.REQUEUE, lingering=lingering, ending="requeued")
-        log.info("job %s (%s) in %s cancelled while running", job.id, message.job, partition)
+        log.info(
+            "job %s (%s) in %s cancelled while running",
+            job.id,
+            message.job,
+            partition,
+            extra=_fields(partition, message),
+        )
         await self.callbacks.fire("on_cancel", job)
         return replace(DONE, lingering=lingering, ending="cancelled")
 
     async def _succeeded(self, partition: str, message: JobMessage, job: Job, result: Any) -> Outcome:
-        log.debug("job %s (%s) done in %s", job.id, message.job, partition)
+        log.debug("job %s (%s) done in %s", job.id, message.job, partition, extra=_fields(partition, message))
         if "after_run" in self.callbacks:
             await self.callbacks.fire("after_run", job, result)
         return DONE
@@ -305,10 +328,11 @@ class Worker:
                 error,
                 message.retry_count + 1,
                 delay,
+                extra=_fields(partition, message),
             )
             retry = replace(message, retry_count=message.retry_count + 1)
             return Outcome(Action.RETRY, str(error), message=retry, delay=delay, ending="retried")
-        log.error("%s failed for good; burying it", where, exc_info=error)
+        log.error("%s failed for good; burying it", where, exc_info=error, extra=_fields(partition, message))
         await self.callbacks.fire("on_buried", job, error)
         return Outcome(Action.BURY, str(error), evidence(message.job, error, self.node), ending="buried")
 
@@ -317,3 +341,8 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Consume a stopped job's late result or error, so asyncio does not warn about it."""
     if not future.cancelled():
         future.exception()
+
+
+def _fields(partition: str, message: JobMessage) -> dict[str, str]:
+    """What every log record about a job carries (the JSON log format shows them)."""
+    return {"job_id": message.id, "job_class": message.job, "partition": partition, "queue": message.queue}
