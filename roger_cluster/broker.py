@@ -10,9 +10,10 @@ job that no queue would take is an error for the caller, never a silent drop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -159,6 +160,16 @@ class Broker:
             raise self._unreachable(e) from e
         return channel
 
+    @contextlib.asynccontextmanager
+    async def _short_channel(self) -> AsyncIterator[AbstractChannel]:
+        """A channel for one operation, closed after it (a channel error only ends it)."""
+        channel = await self.channel()
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
     async def _guard(self, action: Callable[[], Awaitable[T]], what: str) -> T:
         try:
             return await action()
@@ -226,13 +237,9 @@ class Broker:
 
     async def _declare(self, queues: dict[str, dict[str, Any]]) -> None:
         async def run() -> None:
-            channel = await self.channel()
-            try:
+            async with self._short_channel() as channel:
                 for name, arguments in queues.items():
                     await channel.declare_queue(name, durable=True, arguments=arguments)
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
 
         first = next(iter(queues))
         try:
@@ -297,15 +304,13 @@ class Broker:
         """Ready messages and consumers of a queue, or None if it does not exist."""
 
         async def run() -> QueueStats | None:
-            channel = await self.channel()
-            try:
-                declared = await channel.declare_queue(name, passive=True)
-            except aio_pika.exceptions.ChannelNotFoundEntity:
-                return None
-            result = declared.declaration_result
-            if not channel.is_closed:
-                await channel.close()
-            return QueueStats(name, result.message_count or 0, result.consumer_count or 0)
+            async with self._short_channel() as channel:
+                try:
+                    declared = await channel.declare_queue(name, passive=True)
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    return None  # the channel is closed by the 404; nothing to release
+                result = declared.declaration_result
+                return QueueStats(name, result.message_count or 0, result.consumer_count or 0)
 
         return await self._guard(run, f"reading queue {name}")
 
@@ -321,16 +326,12 @@ class Broker:
         """
 
         async def run() -> list[Peeked]:
-            channel = await self.channel()
-            try:
+            found: list[Peeked] = []
+            async with self._short_channel() as channel:
                 queue = await channel.get_queue(name, ensure=True)
-                found: list[Peeked] = []
                 while len(found) < limit and (message := await queue.get(fail=False)) is not None:
                     found.append(_peeked(message))
-                return found
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+            return found
 
         return await self._guard(run, f"reading queue {name}")
 
@@ -341,59 +342,50 @@ class Broker:
         `source`, so a failure in between can leave a copy, never lose one.
         """
 
-        async def run() -> int:
-            channel = await self.channel()
-            moved = 0
-            try:
-                queue = await channel.get_queue(source, ensure=True)
-                while (message := await queue.get(fail=False)) is not None:
-                    target = choose(_peeked(message))
-                    if target is not None:
-                        await self.publish_bytes(target.body, target.routing_key, target.properties)
-                        await message.ack()
-                        moved += 1
-                return moved
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+        async def take(peeked: Peeked) -> bool:
+            target = choose(peeked)
+            if target is not None:
+                await self.publish_bytes(target.body, target.routing_key, target.properties)
+            return target is not None
 
-        return await self._guard(run, f"moving messages out of {source}")
+        return await self._take_each(source, take, f"moving messages out of {source}")
 
     async def drop_all(self, name: str, each: Callable[[Peeked], Awaitable[None]]) -> int:
         """Take every ready message of a queue, call `each` on it, then ack it; returns how many.
 
         Slower than `purge`, but every message is seen (to release its queue key)
-        before it goes; one `each` fails and the message stays in the queue.
+        before it goes; if `each` fails, the message stays in the queue.
         """
 
+        async def take(peeked: Peeked) -> bool:
+            await each(peeked)
+            return True
+
+        return await self._take_each(name, take, f"purging {name}")
+
+    async def _take_each(self, name: str, take: Callable[[Peeked], Awaitable[bool]], what: str) -> int:
+        """Get every ready message; ack those `take` returns True for, release the rest."""
+
         async def run() -> int:
-            channel = await self.channel()
-            dropped = 0
-            try:
+            taken = 0
+            async with self._short_channel() as channel:
                 queue = await channel.get_queue(name, ensure=True)
                 while (message := await queue.get(fail=False)) is not None:
-                    await each(_peeked(message))
-                    await message.ack()
-                    dropped += 1
-                return dropped
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
+                    if await take(_peeked(message)):
+                        await message.ack()
+                        taken += 1
+            return taken
 
-        return await self._guard(run, f"purging {name}")
+        return await self._guard(run, what)
 
     async def purge(self, name: str) -> int:
         """Delete every ready message of a queue; returns how many went."""
 
         async def run() -> int:
-            channel = await self.channel()
-            try:
+            async with self._short_channel() as channel:
                 queue = await channel.get_queue(name, ensure=True)
                 result = await queue.purge()
                 return int(result.message_count or 0)
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
 
         return await self._guard(run, f"purging {name}")
 
