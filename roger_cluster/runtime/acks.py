@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import logging
 
-from aio_pika.abc import AbstractIncomingMessage
+from .delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,23 @@ class Acker:
         self.max_batch = max_batch
         self.delay = delay
         self._open: list[int] = []  # min-heap of delivery tags not settled yet
-        self._done: dict[int, AbstractIncomingMessage | None] = {}  # settled, still open
-        self._ackable: AbstractIncomingMessage | None = None  # highest contiguous done delivery
+        self._done: dict[int, Delivery | None] = {}  # settled, still open
+        self._ackable: Delivery | None = None  # highest contiguous done delivery
         self._waiting = 0
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    def track(self, message: AbstractIncomingMessage) -> None:
+    def track(self, message: Delivery) -> None:
         """A delivery arrived (call before anything can settle it)."""
         heapq.heappush(self._open, _tag(message))
 
-    def settled(self, message: AbstractIncomingMessage) -> None:
+    def settled(self, message: Delivery) -> None:
         """The delivery was settled otherwise (nacked): it no longer holds the run back,
         and is not a tag to ack up to."""
         self._done[_tag(message)] = None
         self._advance()
 
-    async def ack(self, message: AbstractIncomingMessage) -> None:
+    async def ack(self, message: Delivery) -> None:
         """The delivery's job is done: ack it with the next batch."""
         self._done[_tag(message)] = message
         self._advance()
@@ -82,7 +82,7 @@ class Acker:
                 log.warning("could not ack deliveries up to %s: %s", message.delivery_tag, e)
 
 
-def _tag(message: AbstractIncomingMessage) -> int:
+def _tag(message: Delivery) -> int:
     tag = message.delivery_tag
     assert tag is not None
     return tag

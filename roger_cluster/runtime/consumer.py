@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+import aiormq.abc
+from aio_pika.abc import AbstractChannel
 
 from ..broker import Broker
 from ..names import queue_name
 from .acks import Acker
+from .delivery import Delivery
 from .settle import settle
 from .slots import Slots
 from .worker import UNWIND_GRACE, Outcome, Stop, Worker
@@ -72,8 +74,10 @@ class QueueConsumer:
 
     async def _consume(self) -> None:
         assert self._channel is not None
-        queue = await self._channel.get_queue(self.name, ensure=False)
-        self._tag = await queue.consume(self._on_message, arguments=self._consume_arguments())
+        # Below aio-pika on purpose: see runtime/delivery.py.
+        channel = await self._channel.get_underlay_channel()
+        ok = await channel.basic_consume(self.name, self._on_delivery, arguments=self._consume_arguments())
+        self._tag = ok.consumer_tag
         log.info(
             "consuming %s with prefetch %d (consume-ok at %.6f)",
             self.name,
@@ -130,8 +134,8 @@ class QueueConsumer:
     async def _cancel(self) -> None:
         tag, self._tag = self._tag, None
         if tag is not None and self._channel is not None and not self._channel.is_closed:
-            queue = await self._channel.get_queue(self.name, ensure=False)
-            await queue.cancel(tag)
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_cancel(tag)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, let running ones finish (up to `timeout`), close.
@@ -170,7 +174,8 @@ class QueueConsumer:
             except Exception as e:  # closing a broken channel is best effort
                 log.debug("closing channel of %s: %s", self.name, e)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_delivery(self, raw: aiormq.abc.DeliveredMessage) -> None:
+        message = Delivery.from_raw(raw)
         acker = self._acker
         acker.track(message)
         await self.slots.acquire()
@@ -192,7 +197,7 @@ class QueueConsumer:
                 await asyncio.wait({outcome.lingering})
             await self.slots.release()
 
-    async def _give_back(self, message: AbstractIncomingMessage, acker: Acker) -> None:
+    async def _give_back(self, message: Delivery, acker: Acker) -> None:
         """Requeue a delivery we could not settle, if its channel still lives."""
         if self._channel is None or self._channel.is_closed:
             return  # RabbitMQ requeues it with the channel

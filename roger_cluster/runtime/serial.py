@@ -38,6 +38,7 @@ from ..codec import JobMessage, decode
 from ..errors import RogerError
 from ..job import new_job_id
 from ..names import exec_waiting_queue_name, key_id
+from .delivery import Delivery
 from .settle import settle
 from .worker import DONE, Action, Outcome
 
@@ -135,7 +136,7 @@ class Coordinator:
         assert self.run_job is not None
         queue = decode(delivery.body).queue
         outcome = await self.run_job(partition, queue, delivery.body, token)
-        await settle(self.broker, partition, queue, delivery, outcome)
+        await settle(self.broker, partition, queue, Delivery.from_message(delivery), outcome)
         if outcome.action is not Action.REQUEUE:
             await self.exec_keys.finish_one(partition, key)
         if outcome.lingering is not None:

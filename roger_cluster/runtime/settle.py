@@ -7,11 +7,10 @@ the ack, so a crash in between can duplicate a job but never lose it.
 
 from __future__ import annotations
 
-from aio_pika.abc import AbstractIncomingMessage
-
-from ..broker import Broker, properties_of
+from ..broker import Broker
 from ..names import buried_queue_name
 from .acks import Acker
+from .delivery import Delivery
 from .worker import Action, Outcome
 
 
@@ -19,7 +18,7 @@ async def settle(
     broker: Broker,
     partition: str,
     queue: str,
-    message: AbstractIncomingMessage,
+    message: Delivery,
     outcome: Outcome,
     acker: Acker | None = None,
 ) -> None:
@@ -36,7 +35,7 @@ async def settle(
         assert outcome.message is not None
         await broker.publish_retry(outcome.message, partition, outcome.delay)
     elif outcome.action is Action.BURY:
-        properties = properties_of(message)
+        properties = message.properties()
         properties["headers"] = {**properties["headers"], **outcome.headers}
         await broker.publish_bytes(message.body, buried_queue_name(partition, queue), properties)
     if acker is not None:
