@@ -96,8 +96,9 @@ async def cancel(client: Client, body: Body) -> dict[str, Any]:
 
 
 async def retry_buried(client: Client, body: Body) -> dict[str, Any]:
+    job_ids = _strings(body, "job_ids")  # every field checked before the first request
     partition, queue = await _existing_queue(client, body)
-    moved = await client.retry_buried(partition, queue, _strings(body, "job_ids"))
+    moved = await client.retry_buried(partition, queue, job_ids)
     return {"partition": partition, "queue": queue, "moved": moved}
 
 

@@ -85,7 +85,15 @@ class Response:
 
 
 async def read_request(reader: asyncio.StreamReader) -> Request:
-    """Read one request; HttpError for anything malformed or too large."""
+    """Read one request; HttpError for anything malformed or too large,
+    TimeoutError or IncompleteReadError if the client goes quiet or away."""
+    try:
+        return await _read_request(reader)
+    except ValueError:  # StreamReader.readline: a line longer than the reader's limit (64 KiB)
+        raise HttpError(400, "request line or header too long") from None
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Request:
     async with asyncio.timeout(READ_TIMEOUT):
         line = await reader.readline()
         parts = line.decode("latin-1").split()
