@@ -269,6 +269,14 @@ async def test_the_state_endpoint_shows_nodes_partitions_queues_and_rates(
     await roger_client.enqueue_many([jobs.Record.create({"ledger": "/dev/null"}) for _ in range(4)], p)
     await eventually(lambda: queue_now_is(queue_now, ready=4, unacked=0), timeout=15)
 
+    # Rates are the console's: messages per second between the management API's
+    # last two samples, so they show a steady stream, not a one-off burst.
+    async def published() -> bool:
+        await roger_client.enqueue(jobs.Record.create({"ledger": "/dev/null"}), p)
+        return bool((await queue_now())["rates"]["publish"] > 0)
+
+    await eventually(published, timeout=20, message="publish rate of a queue enqueued to")
+
 
 async def queue_now_is(read: Callable[[], Awaitable[dict[str, Any]]], **expected: object) -> bool:
     q = await read()
