@@ -165,6 +165,46 @@ async def test_a_new_partition_appears_live_and_pause_and_cancel_act_only_after_
     assert asked[-1].startswith(f"Cancel job {job.id}")
 
 
+async def test_start_retry_buried_and_stop_from_the_page(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    dashboard: DashboardServer,
+    page: Page,
+) -> None:
+    p = roger_partition
+    await node_factory.start(jobs="tests.jobs")
+    await page.goto(dashboard.url)
+    page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+
+    # Bad input typed in the form: the server's error, on the page; nothing started.
+    await page.fill("#start-name", p)
+    await page.fill("#start-queues", "default=ten")
+    await page.click("#start-form button")
+    await page.wait_for_selector("#message.error >> text=must be a whole number, got 'ten'")
+    assert await roger_client.partitions() == []
+
+    await page.fill("#start-queues", "default=1")
+    await page.click("#start-form button")
+    row = f'tr.queue[data-partition="{p}"][data-queue="default"]'
+    await page.wait_for_selector(row)
+    assert [(s.name, dict(s.queues)) for s in await roger_client.partitions()] == [(p, {"default": 1})]
+
+    # A job that fails is buried; paused, the queue keeps it once retried.
+    await roger_client.enqueue(jobs.Fails.create({"ledger": "/dev/null"}), p)
+    await page.wait_for_selector(f'{row} td.buried >> text="1"', timeout=20_000)
+    await roger_client.pause_queue(p, "default")
+    await page.wait_for_selector(f'{row}[data-paused="true"]')
+    await page.click(f"{row} button.retry-buried")
+    await page.wait_for_selector(f'{row} td.buried >> text="0"')
+    stats = await (await roger_client.broker()).stats(f"{p}-default")
+    assert stats is not None and stats.ready == 1
+
+    await page.click(f'.partition[data-partition="{p}"] button.stop-partition')
+    await page.wait_for_selector(f'.partition[data-partition="{p}"]', state="detached")
+    assert await roger_client.partitions() == []
+
+
 async def test_actions_with_bad_input_get_a_json_error_and_change_nothing(
     roger_client: Client, roger_partition: str, dashboard: DashboardServer
 ) -> None:
