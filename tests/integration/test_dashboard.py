@@ -194,7 +194,7 @@ async def test_start_retry_buried_and_stop_from_the_page(
     await roger_client.enqueue(jobs.Fails.create({"ledger": "/dev/null"}), p)
     await page.wait_for_selector(f'{row} td.buried >> text="1"', timeout=20_000)
     await roger_client.pause_queue(p, "default")
-    await page.wait_for_selector(f'{row}[data-paused="true"]')
+    await page.wait_for_selector(f'{row}[data-paused="true"] td.consumers >> text="0"')
     await page.click(f"{row} button.retry-buried")
     await page.wait_for_selector(f'{row} td.buried >> text="0"')
     stats = await (await roger_client.broker()).stats(f"{p}-default")
