@@ -39,7 +39,7 @@ from .config import (
 )
 from .errors import ConfigError, DecodeError, JobError, UnknownPartition, UnroutableJob
 from .job import Job
-from .management import Management, ManagementError
+from .management import Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
 from .runtime.serial import wake_message
 
@@ -475,6 +475,14 @@ class Client:
                 )
             )
         return PartitionInfo(name, infos)
+
+    async def queue_rates(self) -> dict[str, QueueRates] | None:
+        """RabbitMQ queue name -> messages per second in, delivered and acked,
+        for every queue at once; None if the management API cannot be reached."""
+        try:
+            return await self._management.queue_rates(self._vhost)
+        except ManagementError:
+            return None
 
     async def _buried_count(self, broker: Broker, partition: str, queue: str) -> int | None:
         stats = await broker.stats(buried_queue_name(partition, queue))

@@ -37,6 +37,7 @@ from .common import (
     setup_logging,
     split_list,
 )
+from .dashboard import add_dashboard_command
 from .info import PARTITION_SHOW_HEADERS, add_job_info_commands, queue_row
 from .output import Output
 from .queues import add_queue_commands
@@ -302,6 +303,8 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("queue")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
+
+    add_dashboard_command(commands)
     return p
 
 

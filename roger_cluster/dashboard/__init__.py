@@ -1,0 +1,14 @@
+"""The web dashboard (`rogerctl dashboard`): the cluster at a glance, and its operator buttons.
+
+Why it exists: `rogerctl` answers one question per command; an operator
+watching a backlog drain, or a queue to pause, wants the whole cluster on one
+page that keeps itself current. It is a thin face on `Client`: everything it
+shows or does is a Client call, so it can never disagree with rogerctl.
+
+Kept small on purpose: stdlib asyncio HTTP (`http.py`), one static page with
+plain JS (`static/index.html`), no framework and no build step.
+"""
+
+from .server import DashboardServer
+
+__all__ = ["DashboardServer"]
