@@ -17,6 +17,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from . import logs
+from .color import paint
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -140,9 +141,9 @@ def etcd_config(args: argparse.Namespace) -> EtcdConfig:
     )
 
 
-def fail(program: str, code: int, message: str) -> int:
-    """Print a one-line error for the program and return its exit code."""
-    print(f"{program}: {message}", file=sys.stderr)
+def fail(program: str, code: int, message: str, color: bool = False) -> int:
+    """Print a one-line error for the program (red if `color`) and return its exit code."""
+    print(paint(f"{program}: {message}", "error", color), file=sys.stderr)
     return code
 
 

@@ -22,7 +22,8 @@ from ..cluster.partitions import PartitionSpec
 from ..codec import JobMessage
 from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
 from ..job import Job, new_job_id
-from ..names import check_concurrency, check_partition, check_queue
+from ..names import buried_queue_name, check_concurrency, check_partition, check_queue
+from . import color, completion, tree
 from .common import (
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
@@ -39,6 +40,7 @@ from .common import (
 )
 from .info import PARTITION_SHOW_HEADERS, add_job_info_commands, queue_row
 from .output import Output
+from .progress import Progress
 from .queues import add_queue_commands
 
 Command = Callable[[Client, argparse.Namespace, Output], Awaitable[None]]
@@ -191,12 +193,17 @@ async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) 
 
 async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
     ids = args.job_ids or None
-    moved = await client.retry_buried(check_partition(args.partition), check_queue(args.queue), ids)
+    partition, queue = check_partition(args.partition), check_queue(args.queue)
+    with Progress(f"looking through {buried_queue_name(partition, queue)}") as progress:
+        moved = await client.retry_buried(partition, queue, ids, on_progress=progress)
     out.message(f"{moved} buried job(s) back on the queue", {"moved": moved})
 
 
 async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
-    purged = await client.purge_buried(check_partition(args.partition), check_queue(args.queue))
+    partition, queue = check_partition(args.partition), check_queue(args.queue)
+    with Progress("") as progress:
+        progress.show(f"purging {buried_queue_name(partition, queue)}...")  # one AMQP purge: no steps
+        purged = await client.purge_buried(partition, queue)
     out.message(f"{purged} buried job(s) deleted", {"purged": purged})
 
 
@@ -226,6 +233,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a cancellation request is kept (env ROGER_CANCEL_TTL; default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument(
+        "--color",
+        choices=color.CHOICES,
+        default="auto",
+        help="colour tables and errors: auto (on a terminal, unless NO_COLOR is set), always, never"
+        " (default %(default)s)",
+    )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     nodes = commands.add_parser("nodes", help="list the live nodes")
@@ -302,7 +316,25 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("queue")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
+
+    complete = commands.add_parser(
+        "completion",
+        help="print a shell completion script for rogerctl and roger-node",
+        description="Print a completion script for rogerctl and roger-node, e.g."
+        " `source <(rogerctl completion bash)` in ~/.bashrc, or"
+        " `rogerctl completion zsh > ~/.zfunc/_rogerctl` (zsh runs it through bashcompinit).",
+    )
+    complete.add_argument("shell", choices=completion.SHELLS)
+    complete.set_defaults(run=None)
+    tree.describe_subcommands(p)
     return p
+
+
+def print_completion(shell: str) -> None:
+    """`rogerctl completion SHELL`: needs no cluster, so it runs before any config is built."""
+    from . import node  # roger-node's parser; imported here, only this command needs it
+
+    print(completion.script(shell, {"rogerctl": parser(), "roger-node": node.parser()}), end="")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -313,7 +345,11 @@ async def run(args: argparse.Namespace) -> None:
         amqp_config=amqp_config(args),
         etcd_config=etcd_config(args),
     )
-    out = Output(json_mode=args.json)
+    out = Output(
+        json_mode=args.json,
+        color=color.wanted(args.color, sys.stdout),
+        error_color=color.wanted(args.color, sys.stderr),
+    )
     command: Command = args.run
     async with client:
         await command(client, args, out)
@@ -322,17 +358,22 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of rogerctl."""
     args = parser().parse_args(argv)
+    if args.command == "completion":
+        print_completion(args.shell)
+        return EXIT_OK
     setup_logging("warning")
+    red = color.wanted(args.color, sys.stderr)
     try:
         asyncio.run(run(args))
     except (ConfigError, JobError) as e:
-        return fail("rogerctl", EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT, str(e))
+        code = EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT
+        return fail("rogerctl", code, str(e), red)
     except (UnknownPartition, UnroutableJob) as e:
-        return fail("rogerctl", EXIT_NOT_FOUND, str(e))
+        return fail("rogerctl", EXIT_NOT_FOUND, str(e), red)
     except RogerError as e:
-        return fail("rogerctl", EXIT_UNREACHABLE, str(e))
+        return fail("rogerctl", EXIT_UNREACHABLE, str(e), red)
     except KeyboardInterrupt:
-        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted")
+        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted", red)
     return EXIT_OK
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -88,9 +87,9 @@ async def cmd_job_running(client: Client, args: argparse.Namespace, out: Output)
         },
     )
     if not found.nodes:
-        print("rogerctl: no live node in the cluster", file=sys.stderr)
+        out.warn("no live node in the cluster")
     for node in found.unreachable:
-        print(f"rogerctl: node {node.node} is unreachable: {node.reason}", file=sys.stderr)
+        out.warn(f"node {node.node} is unreachable: {node.reason}")
 
 
 async def cmd_job_queued(client: Client, args: argparse.Namespace, out: Output) -> None:

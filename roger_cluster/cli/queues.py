@@ -15,6 +15,7 @@ from ..client import Client
 from ..errors import ConfigError
 from ..names import check_partition, check_queue, queue_name
 from .output import Output
+from .progress import Progress
 
 
 async def cmd_queue_pause(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -53,7 +54,8 @@ async def cmd_queue_purge(client: Client, args: argparse.Namespace, out: Output)
         if not await asyncio.to_thread(_confirm, f"Delete every ready job of {name} for good? [y/N] "):
             out.message("nothing purged", {"partition": partition, "queue": queue, "purged": 0})
             return
-    purged = await client.purge_queue(partition, queue)
+    with Progress(f"purging {name}") as progress:
+        purged = await client.purge_queue(partition, queue, on_progress=progress)
     out.message(
         f"{purged} job(s) purged from {name}",
         {"partition": partition, "queue": queue, "purged": purged},
