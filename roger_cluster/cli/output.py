@@ -43,7 +43,7 @@ class Output:
             self._json(data)
             return
         cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         print(self._line([paint(h, "bold", self.color) for h in headers], list(headers), widths))
         for row in cells:
             styled = [paint(c, cell_style(h, c), self.color) for h, c in zip(headers, row, strict=True)]

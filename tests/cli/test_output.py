@@ -55,6 +55,11 @@ def test_a_coloured_table_stays_aligned(capsys: pytest.CaptureFixture[str]) -> N
     assert stripped == plain
 
 
+def test_an_empty_table_prints_its_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    Output(json_mode=False).table(["ID", "CLASS"], [], [])
+    assert capsys.readouterr().out == "ID  CLASS\n"
+
+
 def test_json_is_never_coloured(capsys: pytest.CaptureFixture[str]) -> None:
     Output(json_mode=True, color=True).table(["STATE"], [["draining"]], [{"state": "draining"}])
     assert "\x1b" not in capsys.readouterr().out
