@@ -16,7 +16,7 @@ from ..config import (
     TlsFiles,
 )
 from ..errors import ConfigError
-from . import logs
+from . import logs, tree
 from .color import paint
 
 EXIT_OK = 0
@@ -24,6 +24,15 @@ EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_NOT_FOUND = 4
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; values from the environment must pass the same
+    choices as flags (a bad one exits 2, naming the flag and its environment variable)."""
+    args = parser.parse_args(argv)
+    for problem in tree.invalid_choices(parser, args):
+        parser.error(f"{problem}; set by an environment variable (see --help)")
+    return args
 
 
 def env(name: str, default: str) -> str:

@@ -35,6 +35,7 @@ from .common import (
     env,
     etcd_config,
     fail,
+    parse,
     setup_logging,
     split_list,
 )
@@ -357,7 +358,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of rogerctl."""
-    args = parser().parse_args(argv)
+    args = parse(parser(), argv)
     if args.command == "completion":
         print_completion(args.shell)
         return EXIT_OK

@@ -67,6 +67,19 @@ def positional_choices(parser: argparse.ArgumentParser) -> list[str]:
     ]
 
 
+def invalid_choices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """Values outside their flag's choices. argparse checks choices only for values
+    given on the command line, not for defaults, which is where environment
+    variables go (`ROGER_LOG_LEVEL=verbose`)."""
+    return [
+        f"argument {'/'.join(action.option_strings)}: invalid choice: {value!r}"
+        f" (choose from {', '.join(map(str, action.choices))})"
+        for action in parser._actions
+        if action.option_strings and action.choices is not None
+        if (value := getattr(args, action.dest, None)) is not None and value not in action.choices
+    ]
+
+
 def walk(name: str, parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every command under `parser`, depth first, as ("rogerctl partition start", its parser)."""
     yield name, parser
