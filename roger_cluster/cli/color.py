@@ -1,7 +1,7 @@
 """Colours in rogerctl's output, only where a person reads it.
 
 `--color auto` (the default) colours a stream only when it is a terminal,
-`NO_COLOR` is not set (https://no-color.org) and `TERM` is not `dumb`;
+`NO_COLOR` is not set (the no-color.org convention) and `TERM` is not `dumb`;
 `--color always` and `--color never` decide alone (a flag given on the
 command line wins over the environment, as no-color.org asks). JSON output
 is never coloured.
