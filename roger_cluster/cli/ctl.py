@@ -249,8 +249,10 @@ def parser() -> argparse.ArgumentParser:
     partition = commands.add_parser("partition", help="start, stop, list, show partitions")
     pcmds = partition.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = pcmds.add_parser("start", help="create or reconfigure: NAME QUEUE=N [QUEUE=N ...]")
-    start.add_argument("name")
-    start.add_argument("queues", nargs="+", metavar="QUEUE=N")
+    start.add_argument("name", metavar="NAME", help="partition name: letters, digits and _")
+    start.add_argument(
+        "queues", nargs="+", metavar="QUEUE=N", help="a queue and its concurrency (jobs at once per node)"
+    )
     start.add_argument(
         "--nodes",
         action="append",
@@ -265,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
     )
     start.set_defaults(run=cmd_partition_start)
     stop = pcmds.add_parser("stop", help="stop consuming a partition (its queues keep their jobs)")
-    stop.add_argument("name")
+    stop.add_argument("name", metavar="NAME", help="partition name")
     stop.add_argument(
         "--drain",
         action="store_true",
@@ -285,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
     show = pcmds.add_parser(
         "show", help="per queue: concurrency, paused, ready, unacked, buried, consumers and their nodes"
     )
-    show.add_argument("name")
+    show.add_argument("name", metavar="NAME", help="partition name")
     show.set_defaults(run=cmd_partition_show)
 
     add_queue_commands(commands)
@@ -293,28 +295,30 @@ def parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="enqueue, cancel, inspect and retry jobs")
     jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
     enqueue = jcmds.add_parser("enqueue", help="enqueue a job; prints its id")
-    enqueue.add_argument("partition")
-    enqueue.add_argument("job", metavar="MODULE:CLASS")
-    enqueue.add_argument("args", nargs="?", default="null", metavar="ARGS_JSON")
+    enqueue.add_argument("partition", metavar="PARTITION", help="partition name")
+    enqueue.add_argument("job", metavar="MODULE:CLASS", help="the job class, e.g. myapp.jobs:SendMail")
+    enqueue.add_argument(
+        "args", nargs="?", default="null", metavar="ARGS_JSON", help="its arguments as JSON (default null)"
+    )
     enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
     enqueue.set_defaults(run=cmd_job_enqueue)
     cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("partition")
-    cancel.add_argument("job_id")
+    cancel.add_argument("partition", metavar="PARTITION", help="partition name")
+    cancel.add_argument("job_id", metavar="JOB_ID", help="the id enqueue printed")
     cancel.set_defaults(run=cmd_job_cancel)
     buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
-    buried.add_argument("partition")
-    buried.add_argument("queue")
+    buried.add_argument("partition", metavar="PARTITION", help="partition name")
+    buried.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     buried.add_argument("--limit", type=int, default=100, help="at most this many (default %(default)s)")
     buried.set_defaults(run=cmd_job_buried)
     retry = jcmds.add_parser("retry-buried", help="put buried jobs (all, or the ids given) back")
-    retry.add_argument("partition")
-    retry.add_argument("queue")
-    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    retry.add_argument("partition", metavar="PARTITION", help="partition name")
+    retry.add_argument("queue", metavar="QUEUE", help="queue of the partition")
+    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (default: all)")
     retry.set_defaults(run=cmd_job_retry_buried)
     purge = jcmds.add_parser("purge-buried", help="delete every buried job of a queue")
-    purge.add_argument("partition")
-    purge.add_argument("queue")
+    purge.add_argument("partition", metavar="PARTITION", help="partition name")
+    purge.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
 
@@ -325,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
         " `source <(rogerctl completion bash)` in ~/.bashrc, or"
         " `rogerctl completion zsh > ~/.zfunc/_rogerctl` (zsh runs it through bashcompinit).",
     )
-    complete.add_argument("shell", choices=completion.SHELLS)
+    complete.add_argument("shell", choices=completion.SHELLS, help="the shell to complete in")
     complete.set_defaults(run=None)
     tree.describe_subcommands(p)
     return p

@@ -121,7 +121,7 @@ def add_job_info_commands(jobs: argparse._SubParsersAction[argparse.ArgumentPars
         " does not answer within --timeout is reported unreachable (on stderr; under"
         ' "unreachable" with --json); the exit code stays 0.',
     )
-    running.add_argument("partition", nargs="?", help="only jobs of this partition")
+    running.add_argument("partition", nargs="?", metavar="PARTITION", help="only jobs of this partition")
     running.add_argument(
         "--timeout",
         type=_positive(float),
@@ -135,8 +135,8 @@ def add_job_info_commands(jobs: argparse._SubParsersAction[argparse.ArgumentPars
         description=QUEUED_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    queued.add_argument("partition")
-    queued.add_argument("queue")
+    queued.add_argument("partition", metavar="PARTITION", help="partition name")
+    queued.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     queued.add_argument(
         "--limit", type=_positive(int), default=100, help="at most this many (default %(default)s)"
     )

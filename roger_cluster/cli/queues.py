@@ -81,6 +81,6 @@ def add_queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="do not ask; required when stdin is not a terminal",
     )
     for command, run in ((pause, cmd_queue_pause), (resume, cmd_queue_resume), (purge, cmd_queue_purge)):
-        command.add_argument("partition")
-        command.add_argument("queue")
+        command.add_argument("partition", metavar="PARTITION", help="partition name")
+        command.add_argument("queue", metavar="QUEUE", help="queue of the partition")
         command.set_defaults(run=run)
