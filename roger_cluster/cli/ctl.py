@@ -124,17 +124,20 @@ async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Out
     )
 
 
-def _drain_progress(progress: DrainProgress) -> None:
+def _drain_line(progress: DrainProgress) -> str:
     done, total = len(progress.drained), len(progress.drained) + len(progress.pending)
     waiting = f"; waiting for {', '.join(progress.pending)}" if progress.pending else ""
-    print(f"draining {progress.partition}: {done} of {total} node(s) done{waiting}", file=sys.stderr)
+    return f"draining {progress.partition}: {done} of {total} node(s) done{waiting}"
 
 
 async def cmd_partition_stop(client: Client, args: argparse.Namespace, out: Output) -> None:
     name = check_partition(args.name)
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {args.timeout:g}")
-    await client.stop_partition(name, drain=args.drain, timeout=args.timeout, on_progress=_drain_progress)
+    with Progress("") as line:
+        await client.stop_partition(
+            name, drain=args.drain, timeout=args.timeout, on_progress=lambda p: line.report(_drain_line(p))
+        )
     how = "drained and stopped" if args.drain else "stopped"
     out.message(f"partition {name} {how}", {"name": name, "stopped": True, "drained": args.drain})
 

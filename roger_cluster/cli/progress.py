@@ -3,7 +3,8 @@
 One line on stderr, rewritten in place, and only when stderr is a terminal:
 a script or a pipe sees nothing of it, and stdout (tables or `--json`) never
 carries progress. The line is wiped when the operation ends; the command's
-own result on stdout is the summary.
+own result on stdout is the summary. A drain, which can wait for minutes,
+`report`s each change instead: in place on a terminal, a line each in a log.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class Progress:
         self.stream.write("\r" + text.ljust(self._shown))
         self.stream.flush()
         self._shown = len(text)
+
+    def report(self, text: str) -> None:
+        """A state worth a line in a log: in place on a terminal, else a line of its own."""
+        if self.enabled:
+            self.show(text)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def clear(self) -> None:
         """Wipe the progress line, leaving the cursor at its start."""

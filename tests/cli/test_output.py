@@ -83,3 +83,17 @@ def test_progress_rewrites_one_line_and_wipes_it_at_the_end() -> None:
     assert "\rpurging q: 1 of 3 (33%)" in text
     assert "\rpurging q: 3 of 3 (100%)" in text
     assert text.endswith("\r" + " " * len("purging q: 3 of 3 (100%)") + "\r")
+
+
+def test_a_report_is_a_line_in_a_log_and_in_place_on_a_terminal() -> None:
+    log, terminal = io.StringIO(), Terminal()
+    for stream in (log, terminal):
+        with Progress("", stream) as line:
+            line.report("draining p: 0 of 2 node(s) done; waiting for a, b")
+            line.report("draining p: 1 of 2 node(s) done; waiting for b")
+    assert log.getvalue().splitlines() == [
+        "draining p: 0 of 2 node(s) done; waiting for a, b",
+        "draining p: 1 of 2 node(s) done; waiting for b",
+    ]
+    assert "\n" not in terminal.getvalue()
+    assert "\rdraining p: 1 of 2 node(s) done; waiting for b" in terminal.getvalue()
