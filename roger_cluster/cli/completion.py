@@ -23,29 +23,29 @@ FUNCTION = "_roger_cluster_complete"
 
 _COMPLETE = r"""
 _roger_cluster_complete() {
-  local cur=${COMP_WORDS[COMP_CWORD]} path=${COMP_WORDS[0]##*/} word values i
+  local cur=${COMP_WORDS[COMP_CWORD]} command=${COMP_WORDS[0]##*/} word values i
   local prev=${COMP_WORDS[COMP_CWORD-1]}
   COMPREPLY=()
   # --flag=value: bash splits it at "=" (COMP_WORDBREAKS).
   if [[ $cur == = ]]; then cur=""; elif [[ $prev == = ]]; then prev=${COMP_WORDS[COMP_CWORD-2]}; fi
-  # Walk the words before the cursor: subcommands deepen the path, flags that
-  # take a value skip it.
+  # Walk the words before the cursor: subcommands deepen the command, flags
+  # that take a value skip it. (Not "path": zsh ties that name to PATH.)
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
     if [[ $word == -* ]]; then
-      if _roger_cluster_values "$path" "$word" >/dev/null; then
+      if _roger_cluster_values "$command" "$word" >/dev/null; then
         ((i++))
         [[ ${COMP_WORDS[i]} == = ]] && ((i++))
       fi
-    elif [[ " $(_roger_cluster_commands "$path") " == *" $word "* ]]; then
-      path="$path $word"
+    elif [[ " $(_roger_cluster_commands "$command") " == *" $word "* ]]; then
+      command="$command $word"
     fi
   done
-  if [[ $prev == -* ]] && values=$(_roger_cluster_values "$path" "$prev"); then
+  if [[ $prev == -* ]] && values=$(_roger_cluster_values "$command" "$prev"); then
     COMPREPLY=($(compgen -W "$values" -- "$cur"))
     return 0
   fi
-  COMPREPLY=($(compgen -W "$(_roger_cluster_words "$path")" -- "$cur"))
+  COMPREPLY=($(compgen -W "$(_roger_cluster_words "$command")" -- "$cur"))
 }
 """
 
@@ -100,8 +100,9 @@ def script(shell: str, parsers: Mapping[str, argparse.ArgumentParser]) -> str:
         return bash
     return "\n".join(
         [
-            "#compdef " + " ".join(parsers),
-            "# zsh completion: the bash script, run through zsh's bash compatibility.",
+            f"# zsh completion for {' '.join(parsers)}: the bash script, run through zsh's bash",
+            "# compatibility. Load it with: source <(rogerctl completion zsh)",
+            "(( $+functions[compdef] )) || { autoload -U +X compinit && compinit }",
             "autoload -U +X bashcompinit && bashcompinit",
             bash,
         ]

@@ -328,9 +328,9 @@ def parser() -> argparse.ArgumentParser:
     complete = commands.add_parser(
         "completion",
         help="print a shell completion script for rogerctl and roger-node",
-        description="Print a completion script for rogerctl and roger-node, e.g."
+        description="Print a completion script for rogerctl and roger-node: put"
         " `source <(rogerctl completion bash)` in ~/.bashrc, or"
-        " `rogerctl completion zsh > ~/.zfunc/_rogerctl` (zsh runs it through bashcompinit).",
+        " `source <(rogerctl completion zsh)` in ~/.zshrc (zsh runs it through bashcompinit).",
     )
     complete.add_argument("shell", choices=completion.SHELLS, help="the shell to complete in")
     complete.set_defaults(run=None)

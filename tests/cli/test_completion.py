@@ -3,6 +3,7 @@ really completes in bash (run here, with COMP_WORDS set as bash sets them)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -95,9 +96,48 @@ def test_an_empty_word_offers_the_subcommands_then_the_flags(bash_script: Path) 
 
 def test_zsh_gets_the_bash_script_through_bashcompinit() -> None:
     zsh = completion_script("zsh")
-    assert zsh.startswith("#compdef rogerctl roger-node\n")
+    assert zsh.startswith("# zsh completion for rogerctl roger-node")
     assert "autoload -U +X bashcompinit && bashcompinit" in zsh
     assert completion_script("bash") in zsh
-    if (shell := shutil.which("zsh")) is not None:
-        done = subprocess.run([shell, "-f", "-c", zsh], capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_registers_both_commands_and_offers_the_right_level(tmp_path: Path) -> None:
+    script = tmp_path / "_rogerctl"
+    script.write_text(completion_script("zsh"))
+    # zsh's compgen emulation leaves matching the typed prefix to zsh itself, so
+    # the candidates are the whole level; bashcompinit calls the function with
+    # ksharrays set (0-based COMP_WORDS), as done here.
+    program = (
+        f"source {shlex.quote(str(script))}\n"
+        "print -r -- $_comps[rogerctl] $_comps[roger-node]\n"
+        "setopt ksharrays\n"
+        "COMP_WORDS=(rogerctl job re); COMP_CWORD=2\n"
+        "_roger_cluster_complete\n"
+        'print -r -- "${COMPREPLY[*]}"\n'
+        "COMP_WORDS=(rogerctl --color ''); COMP_CWORD=2\n"
+        "_roger_cluster_complete\n"
+        'print -r -- "${COMPREPLY[*]}"\n'
+    )
+    zsh = shutil.which("zsh")
+    assert zsh is not None
+    done = subprocess.run(
+        [zsh, "-f", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    registered, job_level, colors = done.stdout.splitlines()
+    assert registered.split() == ["_bash_complete", "-F", "_roger_cluster_complete"] * 2
+    assert job_level.split()[:7] == [
+        "enqueue",
+        "cancel",
+        "buried",
+        "retry-buried",
+        "purge-buried",
+        "running",
+        "queued",
+    ]
+    assert colors.split() == ["auto", "always", "never"]
