@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Progress of a long queue operation: (messages handled so far, messages ready when it began).
+OnCount = Callable[[int, int], None]
+
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPConnectionError,
     aiormq.exceptions.ConnectionClosed,
@@ -335,11 +338,14 @@ class Broker:
 
         return await self._guard(run, f"reading queue {name}")
 
-    async def move(self, source: str, choose: Callable[[Peeked], Moved | None]) -> int:
+    async def move(
+        self, source: str, choose: Callable[[Peeked], Moved | None], on_progress: OnCount | None = None
+    ) -> int:
         """Move messages out of `source` where `choose` says; returns how many moved.
 
         A moved message is published (and confirmed) before it is acked in
         `source`, so a failure in between can leave a copy, never lose one.
+        `on_progress` hears how many messages were looked at, of how many.
         """
 
         async def take(peeked: Peeked) -> bool:
@@ -348,9 +354,11 @@ class Broker:
                 await self.publish_bytes(target.body, target.routing_key, target.properties)
             return target is not None
 
-        return await self._take_each(source, take, f"moving messages out of {source}")
+        return await self._take_each(source, take, f"moving messages out of {source}", on_progress)
 
-    async def drop_all(self, name: str, each: Callable[[Peeked], Awaitable[None]]) -> int:
+    async def drop_all(
+        self, name: str, each: Callable[[Peeked], Awaitable[None]], on_progress: OnCount | None = None
+    ) -> int:
         """Take every ready message of a queue, call `each` on it, then ack it; returns how many.
 
         Slower than `purge`, but every message is seen (to release its queue key)
@@ -361,19 +369,33 @@ class Broker:
             await each(peeked)
             return True
 
-        return await self._take_each(name, take, f"purging {name}")
+        return await self._take_each(name, take, f"purging {name}", on_progress)
 
-    async def _take_each(self, name: str, take: Callable[[Peeked], Awaitable[bool]], what: str) -> int:
-        """Get every ready message; ack those `take` returns True for, release the rest."""
+    async def _take_each(
+        self,
+        name: str,
+        take: Callable[[Peeked], Awaitable[bool]],
+        what: str,
+        on_progress: OnCount | None = None,
+    ) -> int:
+        """Get every ready message; ack those `take` returns True for, release the rest.
+
+        `on_progress(seen, total)` is called after each message; `total` is the
+        ready count when it began (jobs enqueued meanwhile can make `seen` pass it).
+        """
 
         async def run() -> int:
-            taken = 0
+            taken = seen = 0
             async with self._short_channel() as channel:
                 queue = await channel.get_queue(name, ensure=True)
+                total = int(queue.declaration_result.message_count or 0)
                 while (message := await queue.get(fail=False)) is not None:
                     if await take(_peeked(message)):
                         await message.ack()
                         taken += 1
+                    seen += 1
+                    if on_progress is not None:
+                        on_progress(seen, total)
             return taken
 
         return await self._guard(run, what)

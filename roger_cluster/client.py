@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import control
-from .broker import Broker, Moved, Peeked
+from .broker import Broker, Moved, OnCount, Peeked
 from .cluster import drain as drains
 from .cluster import partitions as pmap
 from .cluster import paused as pause_state
@@ -429,11 +429,12 @@ class Client:
         """Every paused (partition, queue)."""
         return await pause_state.read_paused(await self.etcd(), self.namespace)
 
-    async def purge_queue(self, partition: str, queue: str) -> int:
+    async def purge_queue(self, partition: str, queue: str, on_progress: OnCount | None = None) -> int:
         """Delete every ready job of a queue, for good; returns how many went.
 
         Jobs running (unacked) are not touched; the queue keys of purged jobs are
         released. Raises UnknownPartition if the RabbitMQ queue does not exist.
+        `on_progress(done, total)` is called after each job.
         """
         broker = await self.broker()
         name = queue_name(partition, queue)
@@ -447,7 +448,7 @@ class Client:
                     etcd = await self.etcd()
                     await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
 
-        return await broker.drop_all(name, release_key)
+        return await broker.drop_all(name, release_key, on_progress)
 
     async def partition(self, name: str) -> PartitionInfo:
         """A partition with, per queue: paused, ready / unacked / buried counts,
@@ -560,8 +561,17 @@ class Client:
         broker = await self.broker()
         return await control.running(broker, self.namespace, nodes, partition, timeout)
 
-    async def retry_buried(self, partition: str, queue: str, job_ids: Collection[str] | None = None) -> int:
-        """Put buried jobs (all, or those in `job_ids`) back on their queue; returns how many."""
+    async def retry_buried(
+        self,
+        partition: str,
+        queue: str,
+        job_ids: Collection[str] | None = None,
+        on_progress: OnCount | None = None,
+    ) -> int:
+        """Put buried jobs (all, or those in `job_ids`) back on their queue; returns how many.
+
+        `on_progress(seen, total)` is called after each buried job looked at.
+        """
         broker = await self.broker()
         target = queue_name(partition, queue)
         wanted = None if job_ids is None else set(job_ids)
@@ -571,7 +581,7 @@ class Client:
                 return None
             return _unburied(peeked, target)
 
-        return await broker.move(buried_queue_name(partition, queue), choose)
+        return await broker.move(buried_queue_name(partition, queue), choose, on_progress)
 
     async def purge_buried(self, partition: str, queue: str) -> int:
         """Delete every buried job of a queue; returns how many went."""

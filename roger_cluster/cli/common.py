@@ -16,13 +16,23 @@ from ..config import (
     TlsFiles,
 )
 from ..errors import ConfigError
-from . import logs
+from . import logs, tree
+from .color import paint
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_NOT_FOUND = 4
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; values from the environment must pass the same
+    choices as flags (a bad one exits 2, naming the flag and its environment variable)."""
+    args = parser.parse_args(argv)
+    for problem in tree.invalid_choices(parser, args):
+        parser.error(f"{problem}; set by an environment variable (see --help)")
+    return args
 
 
 def env(name: str, default: str) -> str:
@@ -140,9 +150,9 @@ def etcd_config(args: argparse.Namespace) -> EtcdConfig:
     )
 
 
-def fail(program: str, code: int, message: str) -> int:
-    """Print a one-line error for the program and return its exit code."""
-    print(f"{program}: {message}", file=sys.stderr)
+def fail(program: str, code: int, message: str, color: bool = False) -> int:
+    """Print a one-line error for the program (red if `color`) and return its exit code."""
+    print(paint(f"{program}: {message}", "error", color), file=sys.stderr)
     return code
 
 

@@ -22,7 +22,8 @@ from ..cluster.partitions import PartitionSpec
 from ..codec import JobMessage
 from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
 from ..job import Job, new_job_id
-from ..names import check_concurrency, check_partition, check_queue
+from ..names import buried_queue_name, check_concurrency, check_partition, check_queue
+from . import color, completion, tree
 from .common import (
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
@@ -34,12 +35,14 @@ from .common import (
     env,
     etcd_config,
     fail,
+    parse,
     setup_logging,
     split_list,
 )
 from .dashboard import add_dashboard_command
 from .info import PARTITION_SHOW_HEADERS, add_job_info_commands, queue_row
 from .output import Output
+from .progress import Progress
 from .queues import add_queue_commands
 
 Command = Callable[[Client, argparse.Namespace, Output], Awaitable[None]]
@@ -122,17 +125,20 @@ async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Out
     )
 
 
-def _drain_progress(progress: DrainProgress) -> None:
+def _drain_line(progress: DrainProgress) -> str:
     done, total = len(progress.drained), len(progress.drained) + len(progress.pending)
     waiting = f"; waiting for {', '.join(progress.pending)}" if progress.pending else ""
-    print(f"draining {progress.partition}: {done} of {total} node(s) done{waiting}", file=sys.stderr)
+    return f"draining {progress.partition}: {done} of {total} node(s) done{waiting}"
 
 
 async def cmd_partition_stop(client: Client, args: argparse.Namespace, out: Output) -> None:
     name = check_partition(args.name)
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {args.timeout:g}")
-    await client.stop_partition(name, drain=args.drain, timeout=args.timeout, on_progress=_drain_progress)
+    with Progress("") as line:
+        await client.stop_partition(
+            name, drain=args.drain, timeout=args.timeout, on_progress=lambda p: line.report(_drain_line(p))
+        )
     how = "drained and stopped" if args.drain else "stopped"
     out.message(f"partition {name} {how}", {"name": name, "stopped": True, "drained": args.drain})
 
@@ -192,12 +198,17 @@ async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) 
 
 async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
     ids = args.job_ids or None
-    moved = await client.retry_buried(check_partition(args.partition), check_queue(args.queue), ids)
+    partition, queue = check_partition(args.partition), check_queue(args.queue)
+    with Progress(f"looking through {buried_queue_name(partition, queue)}") as progress:
+        moved = await client.retry_buried(partition, queue, ids, on_progress=progress)
     out.message(f"{moved} buried job(s) back on the queue", {"moved": moved})
 
 
 async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
-    purged = await client.purge_buried(check_partition(args.partition), check_queue(args.queue))
+    partition, queue = check_partition(args.partition), check_queue(args.queue)
+    with Progress("") as progress:
+        progress.show(f"purging {buried_queue_name(partition, queue)}...")  # one AMQP purge: no steps
+        purged = await client.purge_buried(partition, queue)
     out.message(f"{purged} buried job(s) deleted", {"purged": purged})
 
 
@@ -227,6 +238,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a cancellation request is kept (env ROGER_CANCEL_TTL; default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument(
+        "--color",
+        choices=color.CHOICES,
+        default="auto",
+        help="colour tables and errors: auto (on a terminal, unless NO_COLOR is set), always, never"
+        " (default %(default)s)",
+    )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     nodes = commands.add_parser("nodes", help="list the live nodes")
@@ -235,8 +253,10 @@ def parser() -> argparse.ArgumentParser:
     partition = commands.add_parser("partition", help="start, stop, list, show partitions")
     pcmds = partition.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = pcmds.add_parser("start", help="create or reconfigure: NAME QUEUE=N [QUEUE=N ...]")
-    start.add_argument("name")
-    start.add_argument("queues", nargs="+", metavar="QUEUE=N")
+    start.add_argument("name", metavar="NAME", help="partition name: letters, digits and _")
+    start.add_argument(
+        "queues", nargs="+", metavar="QUEUE=N", help="a queue and its concurrency (jobs at once per node)"
+    )
     start.add_argument(
         "--nodes",
         action="append",
@@ -251,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
     )
     start.set_defaults(run=cmd_partition_start)
     stop = pcmds.add_parser("stop", help="stop consuming a partition (its queues keep their jobs)")
-    stop.add_argument("name")
+    stop.add_argument("name", metavar="NAME", help="partition name")
     stop.add_argument(
         "--drain",
         action="store_true",
@@ -271,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     show = pcmds.add_parser(
         "show", help="per queue: concurrency, paused, ready, unacked, buried, consumers and their nodes"
     )
-    show.add_argument("name")
+    show.add_argument("name", metavar="NAME", help="partition name")
     show.set_defaults(run=cmd_partition_show)
 
     add_queue_commands(commands)
@@ -279,33 +299,52 @@ def parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="enqueue, cancel, inspect and retry jobs")
     jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
     enqueue = jcmds.add_parser("enqueue", help="enqueue a job; prints its id")
-    enqueue.add_argument("partition")
-    enqueue.add_argument("job", metavar="MODULE:CLASS")
-    enqueue.add_argument("args", nargs="?", default="null", metavar="ARGS_JSON")
+    enqueue.add_argument("partition", metavar="PARTITION", help="partition name")
+    enqueue.add_argument("job", metavar="MODULE:CLASS", help="the job class, e.g. myapp.jobs:SendMail")
+    enqueue.add_argument(
+        "args", nargs="?", default="null", metavar="ARGS_JSON", help="its arguments as JSON (default null)"
+    )
     enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
     enqueue.set_defaults(run=cmd_job_enqueue)
     cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("partition")
-    cancel.add_argument("job_id")
+    cancel.add_argument("partition", metavar="PARTITION", help="partition name")
+    cancel.add_argument("job_id", metavar="JOB_ID", help="the id enqueue printed")
     cancel.set_defaults(run=cmd_job_cancel)
     buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
-    buried.add_argument("partition")
-    buried.add_argument("queue")
+    buried.add_argument("partition", metavar="PARTITION", help="partition name")
+    buried.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     buried.add_argument("--limit", type=int, default=100, help="at most this many (default %(default)s)")
     buried.set_defaults(run=cmd_job_buried)
     retry = jcmds.add_parser("retry-buried", help="put buried jobs (all, or the ids given) back")
-    retry.add_argument("partition")
-    retry.add_argument("queue")
-    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    retry.add_argument("partition", metavar="PARTITION", help="partition name")
+    retry.add_argument("queue", metavar="QUEUE", help="queue of the partition")
+    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (default: all)")
     retry.set_defaults(run=cmd_job_retry_buried)
     purge = jcmds.add_parser("purge-buried", help="delete every buried job of a queue")
-    purge.add_argument("partition")
-    purge.add_argument("queue")
+    purge.add_argument("partition", metavar="PARTITION", help="partition name")
+    purge.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
 
     add_dashboard_command(commands)
+    complete = commands.add_parser(
+        "completion",
+        help="print a shell completion script for rogerctl and roger-node",
+        description="Print a completion script for rogerctl and roger-node: put"
+        " `source <(rogerctl completion bash)` in ~/.bashrc, or"
+        " `source <(rogerctl completion zsh)` in ~/.zshrc (zsh runs it through bashcompinit).",
+    )
+    complete.add_argument("shell", choices=completion.SHELLS, help="the shell to complete in")
+    complete.set_defaults(run=None)
+    tree.describe_subcommands(p)
     return p
+
+
+def print_completion(shell: str) -> None:
+    """`rogerctl completion SHELL`: needs no cluster, so it runs before any config is built."""
+    from . import node  # roger-node's parser; imported here, only this command needs it
+
+    print(completion.script(shell, {"rogerctl": parser(), "roger-node": node.parser()}), end="")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -316,7 +355,11 @@ async def run(args: argparse.Namespace) -> None:
         amqp_config=amqp_config(args),
         etcd_config=etcd_config(args),
     )
-    out = Output(json_mode=args.json)
+    out = Output(
+        json_mode=args.json,
+        color=color.wanted(args.color, sys.stdout),
+        error_color=color.wanted(args.color, sys.stderr),
+    )
     command: Command = args.run
     async with client:
         await command(client, args, out)
@@ -324,18 +367,23 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of rogerctl."""
-    args = parser().parse_args(argv)
+    args = parse(parser(), argv)
+    if args.command == "completion":
+        print_completion(args.shell)
+        return EXIT_OK
     setup_logging("warning")
+    red = color.wanted(args.color, sys.stderr)
     try:
         asyncio.run(run(args))
     except (ConfigError, JobError) as e:
-        return fail("rogerctl", EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT, str(e))
+        code = EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT
+        return fail("rogerctl", code, str(e), red)
     except (UnknownPartition, UnroutableJob) as e:
-        return fail("rogerctl", EXIT_NOT_FOUND, str(e))
+        return fail("rogerctl", EXIT_NOT_FOUND, str(e), red)
     except RogerError as e:
-        return fail("rogerctl", EXIT_UNREACHABLE, str(e))
+        return fail("rogerctl", EXIT_UNREACHABLE, str(e), red)
     except KeyboardInterrupt:
-        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted")
+        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted", red)
     return EXIT_OK
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -88,9 +87,9 @@ async def cmd_job_running(client: Client, args: argparse.Namespace, out: Output)
         },
     )
     if not found.nodes:
-        print("rogerctl: no live node in the cluster", file=sys.stderr)
+        out.warn("no live node in the cluster")
     for node in found.unreachable:
-        print(f"rogerctl: node {node.node} is unreachable: {node.reason}", file=sys.stderr)
+        out.warn(f"node {node.node} is unreachable: {node.reason}")
 
 
 async def cmd_job_queued(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -122,7 +121,7 @@ def add_job_info_commands(jobs: argparse._SubParsersAction[argparse.ArgumentPars
         " does not answer within --timeout is reported unreachable (on stderr; under"
         ' "unreachable" with --json); the exit code stays 0.',
     )
-    running.add_argument("partition", nargs="?", help="only jobs of this partition")
+    running.add_argument("partition", nargs="?", metavar="PARTITION", help="only jobs of this partition")
     running.add_argument(
         "--timeout",
         type=_positive(float),
@@ -136,8 +135,8 @@ def add_job_info_commands(jobs: argparse._SubParsersAction[argparse.ArgumentPars
         description=QUEUED_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    queued.add_argument("partition")
-    queued.add_argument("queue")
+    queued.add_argument("partition", metavar="PARTITION", help="partition name")
+    queued.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     queued.add_argument(
         "--limit", type=_positive(int), default=100, help="at most this many (default %(default)s)"
     )

@@ -38,6 +38,7 @@ from .common import (
     env,
     etcd_config,
     fail,
+    parse,
     split_list,
 )
 
@@ -199,7 +200,7 @@ def exit_now_if_jobs_linger(code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of roger-node."""
     try:
-        args = parser().parse_args(argv)
+        args = parse(parser(), argv)
         logs.setup_logging(args.log_level, args.log_format, node=args.name)
         config = build_config(args)
         return exit_now_if_jobs_linger(asyncio.run(run(config)))

@@ -15,6 +15,7 @@ from ..client import Client
 from ..errors import ConfigError
 from ..names import check_partition, check_queue, queue_name
 from .output import Output
+from .progress import Progress
 
 
 async def cmd_queue_pause(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -53,7 +54,8 @@ async def cmd_queue_purge(client: Client, args: argparse.Namespace, out: Output)
         if not await asyncio.to_thread(_confirm, f"Delete every ready job of {name} for good? [y/N] "):
             out.message("nothing purged", {"partition": partition, "queue": queue, "purged": 0})
             return
-    purged = await client.purge_queue(partition, queue)
+    with Progress(f"purging {name}") as progress:
+        purged = await client.purge_queue(partition, queue, on_progress=progress)
     out.message(
         f"{purged} job(s) purged from {name}",
         {"partition": partition, "queue": queue, "purged": purged},
@@ -79,6 +81,6 @@ def add_queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="do not ask; required when stdin is not a terminal",
     )
     for command, run in ((pause, cmd_queue_pause), (resume, cmd_queue_resume), (purge, cmd_queue_purge)):
-        command.add_argument("partition")
-        command.add_argument("queue")
+        command.add_argument("partition", metavar="PARTITION", help="partition name")
+        command.add_argument("queue", metavar="QUEUE", help="queue of the partition")
         command.set_defaults(run=run)
