@@ -102,7 +102,6 @@ def test_zsh_gets_the_bash_script_through_bashcompinit() -> None:
     assert completion_script("bash") in zsh
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_registers_both_commands_and_offers_the_right_level(tmp_path: Path) -> None:
     script = tmp_path / "_rogerctl"
     script.write_text(completion_script("zsh"))
