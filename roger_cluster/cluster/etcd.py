@@ -31,10 +31,13 @@ _UNREACHABLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
 }
+# Pings only while a call is open (a node always has its watches): etcd's server
+# allows no ping on an idle connection (`PermitWithoutStream` false) and answers
+# them with GOAWAY "too_many_pings", which the demo's idle clients used to get.
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
