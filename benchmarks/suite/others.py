@@ -24,6 +24,7 @@ from .rig import REPO, Options, node_env
 PEERS = REPO / "benchmarks" / "peers" / "run.py"
 GROWTH = REPO / "benchmarks" / "bench_growth.py"
 GROWTH_TIMEOUT = 1800.0
+STOP_TIMEOUT = 60.0  # SIGTERM to exit: peers/run.py stops its workers and deletes its queues
 
 
 @dataclass
@@ -57,9 +58,13 @@ async def run_json(argv: list[str], timeout: float) -> tuple[int, Any]:
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if process.returncode is None:  # timed out, or we were stopped: let it clean up first
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
     assert process.returncode is not None
     try:
         return process.returncode, json.loads(out.decode())
