@@ -125,22 +125,22 @@ async def growth_flags(options: Options) -> list[str]:
 
 
 def growth_rows(report: Any) -> list[Row]:
+    """bench_growth.py's rows as Growth rows; a section of its own names the figure's group."""
     rows = report.get("rows", []) if isinstance(report, dict) else report
     out = []
     for row in rows:
-        value = row.get("value")
+        value, group = row.get("value"), str(row.get("section") or "")
+        figure = str(row.get("figure", "?"))
         out.append(
             Row(
                 "Growth",
-                str(row.get("figure", "?")),
+                figure if group.lower() in ("", "growth") else f"{group}: {figure}",
                 None if value is None else float(value),
                 str(row.get("unit", "")),
                 cpu_us=row.get("cpu_us"),
                 target=str(row.get("target") or ""),
                 passed=row.get("passed"),
-                note=str(
-                    row.get("note") or (row.get("section") if row.get("section") != "Growth" else "") or ""
-                ),
+                note=str(row.get("note") or ""),
             )
         )
     return out
