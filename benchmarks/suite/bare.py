@@ -7,7 +7,7 @@ of `--batch` deliveries, flushed within 5 ms when fewer are waiting (`--ack batc
 nothing and runs no job. It prints `consume-ok <unix time>` once consuming, then waits to be killed
 (or exits by itself after LIFETIME, should its parent forget it).
 
-    python -m benchmarks.suite.bare QUEUE --amqp-url URL --prefetch 100 --tally FILE [--ack batch --batch 50]
+    ROGER_AMQP_URL=... python -m benchmarks.suite.bare QUEUE --prefetch 100 --tally FILE [--ack batch]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class BatchAcker:
 
 
 async def consume(args: argparse.Namespace) -> None:
-    connection = await aio_pika.connect(args.amqp_url)
+    connection = await aio_pika.connect(os.environ["ROGER_AMQP_URL"])  # not in argv: it may hold a password
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=args.prefetch)
     queue = await channel.get_queue(args.queue, ensure=False)
@@ -84,7 +84,6 @@ async def consume(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("queue")
-    p.add_argument("--amqp-url", required=True)
     p.add_argument("--prefetch", type=int, required=True)
     p.add_argument("--tally", required=True)
     p.add_argument("--ack", choices=("each", "batch"), default="each")

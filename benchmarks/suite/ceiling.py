@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from roger_cluster.broker import amqp_message
@@ -20,7 +19,7 @@ from roger_cluster.codec import JobMessage, encode
 from roger_cluster.names import queue_name
 
 from .jobs import Count
-from .rig import QUEUE, SETTLE, Measure, Rig, node_env, process_cpu, timed
+from .rig import QUEUE, SETTLE, Measure, Rig, child_env, process_cpu, timed
 
 START_TIMEOUT = 30.0
 
@@ -48,9 +47,9 @@ async def drain(rig: Rig, partition: str, ack: str) -> Measure:
     prefetch = rig.options.prefetch
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.suite.bare", queue_name(partition, QUEUE),
-        "--amqp-url", rig.options.amqp_url, "--prefetch", str(prefetch),
+        "--prefetch", str(prefetch),
         "--tally", str(rig.tally(partition)), "--ack", ack, "--batch", str(max(1, prefetch // 2)),
-        stdout=asyncio.subprocess.PIPE, env=dict(os.environ) | node_env(),
+        stdout=asyncio.subprocess.PIPE, env=child_env(rig.options),
     )  # fmt: skip
     try:
         assert process.stdout is not None

@@ -32,7 +32,7 @@ from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 
 from . import figures, others, report
-from .rig import QUEUE_TYPES, RUN_ENV, Options, Rig, log, node_env
+from .rig import QUEUE_TYPES, RUN_ENV, Options, Rig, log, node_env, redact
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -195,6 +195,7 @@ def heading(o: Options, host: report.Machine, errors: list[str]) -> list[str]:
     lines = [
         f"roger_cluster benchmark suite, {when}",
         *host.lines(),
+        f"RabbitMQ at {redact(o.amqp_url)}, etcd {o.etcd or 'private, in a temp dir'}",
         f"N = {o.jobs:,} jobs per drain and enqueue; ceiling and headline figures: median of"
         f" {o.rounds} round(s), prefetch {o.prefetch};",
         f"node matrix and timings on {o.queue_type} queues; peers on classic queues,"
@@ -215,7 +216,7 @@ async def main_async(o: Options) -> int:
     table = (report.markdown if o.output == "markdown" else report.text)(rows, lines)
     if o.output == "json":
         log(table)
-        print(report.as_json(rows, host, asdict(o), errors))
+        print(report.as_json(rows, host, asdict(o) | {"amqp_url": redact(o.amqp_url)}, errors))
     else:
         print(table)
     return 0 if not errors else 1

@@ -4,7 +4,8 @@
   up from PyPI the first time), on the same broker and with the same N and prefetch as ours.
 - Growth: `benchmarks/bench_growth.py --json`, when the file exists. It prints a list of rows
   `{"section", "figure", "value", "unit"}` (or an object with `rows`); `--quick` is passed on,
-  and `--amqp-url` / `--etcd` when its `--help` offers them. Absent, the section says so.
+  and `--amqp-url` / `--etcd` when its `--help` offers them (the environment carries them too,
+  as ROGER_AMQP_URL and ROGER_ETCD). Absent, the section says so.
 
 Both run as subprocesses: their progress goes to our stderr, their JSON comes on their stdout.
 """
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from .report import Row
-from .rig import REPO, Options, node_env
+from .rig import REPO, Options, child_env
 
 PEERS = REPO / "benchmarks" / "peers" / "run.py"
 GROWTH = REPO / "benchmarks" / "bench_growth.py"
@@ -49,11 +49,11 @@ class PeerFigures:
         return max(found, key=lambda p: float(getattr(p, figure)), default=None)
 
 
-async def run_json(argv: list[str], timeout: float) -> tuple[int, Any]:
+async def run_json(argv: list[str], options: Options, timeout: float) -> tuple[int, Any]:
     """Run a script; its exit code and the JSON it printed on stdout (stderr passes through)."""
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-        env=dict(os.environ) | node_env(),
+        env=child_env(options),
     )  # fmt: skip
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout)
@@ -78,10 +78,9 @@ async def peers(options: Options) -> PeerFigures:
         sys.executable, str(PEERS), "--json", "--jobs", str(options.jobs),
         "--rounds", str(options.peer_rounds), "--prefetch", str(options.prefetch),
         "--cases", ",".join(options.peer_cases),
-        "--amqp-url", options.amqp_url,
     ]  # fmt: skip
     try:
-        code, report = await run_json(argv, 900.0 + options.jobs * options.peer_rounds / 10)
+        code, report = await run_json(argv, options, 900.0 + options.jobs * options.peer_rounds / 10)
     except (RuntimeError, OSError, TimeoutError) as e:
         figures.errors.append(f"peers: {e or type(e).__name__}")
         figures.rows.append(Row("Peers", "peers did not run", None, "", note=str(e)[:200]))
@@ -114,7 +113,7 @@ async def growth_flags(options: Options) -> list[str]:
     flags = ["--json", *(["--quick"] if options.quick else [])]
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(GROWTH), "--help", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=dict(os.environ) | node_env(),
+        stderr=asyncio.subprocess.DEVNULL, env=child_env(options),
     )  # fmt: skip
     text = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
     if "--amqp-url" in text:
@@ -153,9 +152,8 @@ async def growth(options: Options) -> tuple[list[Row], list[str]]:
     if not GROWTH.exists():
         return [Row("Growth", "skipped: benchmarks/bench_growth.py is not in this tree", None, "")], []
     try:
-        code, report = await run_json(
-            [sys.executable, str(GROWTH), *await growth_flags(options)], GROWTH_TIMEOUT
-        )
+        argv = [sys.executable, str(GROWTH), *await growth_flags(options)]
+        code, report = await run_json(argv, options, GROWTH_TIMEOUT)
         rows = growth_rows(report)
     except (RuntimeError, OSError, TimeoutError, AttributeError, TypeError, ValueError) as e:
         return [Row("Growth", "bench_growth.py failed", None, "", note=str(e)[:200])], [f"growth: {e}"]

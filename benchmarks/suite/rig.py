@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,22 @@ def node_env() -> dict[str, str]:
     """What a process of the suite needs to import `benchmarks` from anywhere."""
     path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {"PYTHONPATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1"}
+
+
+def child_env(options: Options) -> dict[str, str]:
+    """The environment of the suite's other subprocesses: the servers through the variables
+    roger_cluster's tools read, so that a password never shows in a command line."""
+    servers = {"ROGER_AMQP_URL": options.amqp_url} | ({"ROGER_ETCD": options.etcd} if options.etcd else {})
+    return dict(os.environ) | node_env() | servers
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for output."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass

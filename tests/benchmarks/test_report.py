@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.suite import main, others, report
 from benchmarks.suite.report import Row, check
+from benchmarks.suite.rig import redact
 
 HOST = report.Machine("Test CPU", 2, 4.0, "3.11", "3.10.8", "3.4.23", (0.5, 0.4, 0.3), (0.6, 0.5, 0.4))
 
@@ -96,3 +97,8 @@ async def test_without_bench_growth_the_section_says_it_was_skipped(
 def test_suite_refuses_a_failover_figure_without_a_second_node() -> None:
     with pytest.raises(SystemExit):
         main.options(main.parser().parse_args(["--nodes", "1"]))
+
+
+def test_the_broker_password_never_reaches_the_output() -> None:
+    assert redact("amqp://bench:s3cret@10.0.0.2:5672/") == "amqp://bench:***@10.0.0.2:5672/"
+    assert redact("amqp://10.0.0.2:5672/") == "amqp://10.0.0.2:5672/"
