@@ -8,7 +8,8 @@ order of work. A phase that fails is reported (and makes the exit status 1) with
 others; every queue and process is removed at the end, even after an error, SIGINT or SIGTERM.
 
 Exit status: 0 when every phase ran and every job was counted exactly once (missed targets are
-reported as FAIL in the table, not in the exit status); 1 otherwise; 2 for bad arguments.
+reported as FAIL in the table, not in the exit status); 1 otherwise; 2 for bad arguments; 143 after
+SIGTERM and 130 after Ctrl-C, once everything the run started is stopped and deleted.
 """
 
 from __future__ import annotations
@@ -226,4 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     o = options(args)
     os.environ.setdefault(RUN_ENV, secrets.token_hex(8))  # every child inherits it
-    return asyncio.run(main_async(o))
+    try:
+        return asyncio.run(main_async(o))
+    except asyncio.CancelledError:  # SIGTERM: everything was cleaned up on the way out
+        log("stopped by SIGTERM; nothing left running")
+        return 143
+    except KeyboardInterrupt:
+        log("interrupted; nothing left running")
+        return 130
