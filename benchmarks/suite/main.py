@@ -151,8 +151,8 @@ async def rig(o: Options, workdir: Path, etcd: str) -> AsyncIterator[Rig]:
 
 async def phase(
     name: str, work: Awaitable[list[report.Row]], rows: list[report.Row], errors: list[str]
-) -> None:
-    """Run one phase; its rows join the table, its failure joins `errors`."""
+) -> bool:
+    """Run one phase; its rows join the table, its failure joins `errors` (and returns False)."""
     log(f"-- {name}")
     started = time.monotonic()
     try:
@@ -160,7 +160,23 @@ async def phase(
     except Exception as e:  # one phase failing must not cost the others' figures
         log(f"{name} failed: {type(e).__name__}: {e}")
         errors.append(f"{name}: {type(e).__name__}: {e}")
-    log(f"   {name}: {time.monotonic() - started:.0f}s")
+        return False
+    finally:
+        log(f"   {name}: {time.monotonic() - started:.0f}s")
+    return True
+
+
+async def ours(work: figures.Work, rows: list[report.Row], errors: list[str]) -> None:
+    """Every phase that needs our nodes; none of them if the nodes did not start."""
+    if not await phase("nodes", work.start_nodes(), rows, errors):
+        return
+    for queue_type in QUEUE_TYPES:
+        await phase(f"ceiling and headline, {queue_type}", work.headline(queue_type), rows, errors)
+    await phase("node matrix", work.matrix(), rows, errors)
+    await phase("enqueue one at a time", work.one_at_a_time(), rows, errors)
+    await phase("end-to-end latency", work.latency(), rows, errors)
+    await phase("partition starts", work.partition_starts(), rows, errors)
+    await phase("failover", work.failover(), rows, errors)
 
 
 async def measure(o: Options, workdir: Path) -> tuple[list[report.Row], list[str], report.Machine]:
@@ -172,15 +188,7 @@ async def measure(o: Options, workdir: Path) -> tuple[list[report.Row], list[str
     errors += peers.errors
     async with etcd_endpoints(o, workdir) as etcd, rig(o, workdir, etcd) as r:
         host = report.machine(figures.rabbitmq_version(r.amqp), report.etcd_version(etcd), load)
-        work = figures.Work(r, peers)
-        await phase("nodes", work.start_nodes(), rows, errors)
-        for queue_type in QUEUE_TYPES:
-            await phase(f"ceiling and headline, {queue_type}", work.headline(queue_type), rows, errors)
-        await phase("node matrix", work.matrix(), rows, errors)
-        await phase("enqueue one at a time", work.one_at_a_time(), rows, errors)
-        await phase("end-to-end latency", work.latency(), rows, errors)
-        await phase("partition starts", work.partition_starts(), rows, errors)
-        await phase("failover", work.failover(), rows, errors)
+        await ours(figures.Work(r, peers), rows, errors)
         errors += [f"miscounted: {m}" for m in r.miscounts]
     if o.growth:
         log("-- growth")
@@ -194,7 +202,7 @@ async def measure(o: Options, workdir: Path) -> tuple[list[report.Row], list[str
 def heading(o: Options, host: report.Machine, errors: list[str]) -> list[str]:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
-        f"roger_cluster benchmark suite, {when}",
+        f"roger_cluster benchmark suite, finished {when}",
         *host.lines(),
         f"RabbitMQ at {redact(o.amqp_url)}, etcd {o.etcd or 'private, in a temp dir'}",
         f"N = {o.jobs:,} jobs per drain and enqueue; ceiling and headline figures: median of"
@@ -212,7 +220,11 @@ async def main_async(o: Options) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)  # finally blocks clean up
     with tempfile.TemporaryDirectory(prefix="roger-bench-") as tmp:
-        rows, errors, host = await measure(o, Path(tmp))
+        try:
+            rows, errors, host = await measure(o, Path(tmp))
+        except Exception as e:  # no broker, no etcd: nothing to measure, nothing left behind
+            log(f"benchmark failed: {type(e).__name__}: {e}")
+            return 1
     lines = heading(o, host, errors)
     table = (report.markdown if o.output == "markdown" else report.text)(rows, lines)
     if o.output == "json":
