@@ -109,17 +109,26 @@ async def peers(options: Options) -> PeerFigures:
 
 
 async def growth_flags(options: Options) -> list[str]:
-    """The flags bench_growth.py gets: --json, and what else of ours its --help offers."""
-    flags = ["--json", *(["--quick"] if options.quick else [])]
+    """The flags bench_growth.py gets: --json, and those of ours that its --help offers."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(GROWTH), "--help", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env=child_env(options),
     )  # fmt: skip
-    text = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
-    if "--amqp-url" in text:
-        flags += ["--amqp-url", options.amqp_url]
-    if "--etcd" in text and options.etcd:
-        flags += ["--etcd", options.etcd]
+    try:
+        text = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    offered = {
+        "--quick": options.quick,
+        "--amqp-url": options.amqp_url,
+        "--etcd": options.etcd,  # "" (a private etcd of ours): let it start its own
+    }
+    flags = ["--json"]
+    for flag, value in offered.items():
+        if value and flag in text:
+            flags += [flag] if value is True else [flag, str(value)]
     return flags
 
 
