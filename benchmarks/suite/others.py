@@ -3,9 +3,9 @@
 - Peers: `benchmarks/peers/run.py --json` (Celery and Dramatiq in their own venv, which it sets
   up from PyPI the first time), on the same broker and with the same N and prefetch as ours.
 - Growth: `benchmarks/bench_growth.py --json`, when the file exists. It prints a list of rows
-  `{"section", "figure", "value", "unit"}` (or an object with `rows`); `--quick` is passed on,
-  and `--amqp-url` / `--etcd` when its `--help` offers them (the environment carries them too,
-  as ROGER_AMQP_URL and ROGER_ETCD). Absent, the section says so.
+  `{"section", "figure", "value", "unit"}` (or an object with `rows`). `--quick`, `--amqp-url`
+  and `--etcd` are passed on when its `--help` offers them (the environment carries the servers
+  too, as ROGER_AMQP_URL and ROGER_ETCD). Absent, the section says so.
 
 Both run as subprocesses: their progress goes to our stderr, their JSON comes on their stdout.
 """
