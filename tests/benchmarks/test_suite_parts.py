@@ -1,4 +1,4 @@
-"""The suite's table and its Growth section, without servers: rows in, text and JSON out."""
+"""The suite's parts without servers: the table, the Growth section, node labels, what jobs record."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.suite import main, others, report
+from benchmarks.peers import tally
+from benchmarks.suite import jobs, main, others, ours, report
 from benchmarks.suite.report import Row, check
 from benchmarks.suite.rig import redact
+from roger_cluster.job import JobContext
 
 HOST = report.Machine("Test CPU", 2, 4.0, "3.11", "3.10.8", "3.4.23", (0.5, 0.4, 0.3), (0.6, 0.5, 0.4))
 
@@ -102,3 +104,23 @@ def test_suite_refuses_a_failover_figure_without_a_second_node() -> None:
 def test_the_broker_password_never_reaches_the_output() -> None:
     assert redact("amqp://bench:s3cret@10.0.0.2:5672/") == "amqp://bench:***@10.0.0.2:5672/"
     assert redact("amqp://10.0.0.2:5672/") == "amqp://10.0.0.2:5672/"
+
+
+def test_node_k_carries_the_labels_of_every_drain_on_k_or_more_nodes() -> None:
+    nodes = {k: set(ours.labels(k, 3)) for k in (1, 2, 3)}
+    for count in (1, 2, 3):
+        assert [k for k in (1, 2, 3) if f"n{count}" in nodes[k]] == list(range(1, count + 1))
+
+
+async def test_jobs_leave_the_lines_the_suite_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(jobs.DIR_ENV, str(tmp_path))
+    context = JobContext("bench_t", "default", "q1", enqueued_at=100.5)
+    for job in (jobs.Count(7), jobs.CountSync(8), jobs.Stamp(9)):
+        job.context = context
+        result = job.perform(job.args)
+        if result is not None:
+            await result
+    count = tally.read(jobs.tally_path(tmp_path, "bench_t"), 10)
+    assert (count.executions, count.distinct) == (2, 2)
+    [start] = jobs.read_stamps(jobs.stamps_path(tmp_path, "bench_t"))
+    assert (start.index, start.enqueued, start.node) == (9, 100.5, "q1") and start.started > 100.5
