@@ -224,6 +224,7 @@ async def main_async(o: Options) -> int:
             rows, errors, host = await measure(o, Path(tmp))
         except Exception as e:  # no broker, no etcd: nothing to measure, nothing left behind
             log(f"benchmark failed: {type(e).__name__}: {e}")
+            log(f"(RabbitMQ at {redact(o.amqp_url)}, etcd {o.etcd or 'private'}: see --amqp-url, --etcd)")
             return 1
     lines = heading(o, host, errors)
     table = (report.markdown if o.output == "markdown" else report.text)(rows, lines)
