@@ -233,7 +233,7 @@ class Work:
         labels = [f"n{self.last}"]  # a replacement takes the timings' partitions, not the matrix's
         ms = [s * 1000 for s in await timing.failover(self.rig, self.cluster(), labels)]
         figure = "SIGKILL of a node -> its job starts on another"
-        where = f"{len(self.main)} nodes, {len(ms)} kills"
+        where = f"{len(self.main)} nodes, {len(ms)} kill{'s' if len(ms) > 1 else ''}"
         worst = max(ms)
         return [
             Row(OURS, f"{figure}, p50", statistics.median(ms), "ms", note=where),
