@@ -149,9 +149,9 @@ class Rig:
         return queue.declaration_result.message_count or 0
 
     async def drop(self, partition: str) -> None:
-        """Delete a partition's queues now, so backlogs do not pile up on the broker."""
+        """Delete a partition's queues now, so backlogs do not pile up on the broker. The name
+        stays for the final sweep, in case a node still closing its consumer declares it again."""
         await delete_queues(self.amqp, [partition])
-        self.partitions.remove(partition)
 
     def tally(self, partition: str) -> Path:
         return jobs.tally_path(self.records, partition)

@@ -111,8 +111,8 @@ async def partition_starts(rig: Rig, cluster: Cluster) -> tuple[list[float], lis
         consumed = wait_consume_ok(cluster.nodes, queue_name(partition, QUEUE), written)
         samples.extend(t - written for t in await bounded("partition start", consumed, 10))
         await client.stop_partition(partition)
-        await rig.drop(partition)
         await asyncio.sleep(0.1)  # let the nodes close the stopped consumer: independent samples
+        await rig.drop(partition)
     return samples, puts
 
 
