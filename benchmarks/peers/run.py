@@ -460,7 +460,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=8, help="Dramatiq threads/process (default %(default)s)")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of %(default)s")
-    p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    p.add_argument(
+        "--amqp-url",
+        default=os.environ.get("ROGER_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/",
+        help="RabbitMQ (default: env ROGER_AMQP_URL, which keeps a password out of `ps`, else %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     p.add_argument("--publish", choices=("celery", "dramatiq"), help=argparse.SUPPRESS)
     return p.parse_args(argv)

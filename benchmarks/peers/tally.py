@@ -13,8 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-LINE = len(b"%08d %17.6f\n" % (0, time.time()))  # 27 bytes until the year 2286
 MAX_JOBS = 10**8  # the index has 8 digits
+
+
+def line(index: int) -> bytes:
+    """The line that records one execution of job `index`, now."""
+    return b"%08d %17.6f\n" % (index, time.time())
+
+
+LINE = len(line(0))  # 27 bytes until the year 2286
 
 
 class Tally:
@@ -29,7 +36,7 @@ class Tally:
         if self.fd is None or self.pid != os.getpid():
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.pid = os.getpid()
-        os.write(self.fd, b"%08d %17.6f\n" % (index, time.time()))
+        os.write(self.fd, line(index))
 
 
 def executions(path: Path) -> int:
