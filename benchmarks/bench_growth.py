@@ -1,7 +1,8 @@
 """Growth benchmark: what more partitions and more nodes cost on one machine. Not a test.
 
-Each case starts K `roger-node` subprocesses on a fresh etcd namespace, then puts N partitions of
-2 queues (concurrency 2 and 1) into etcd (transactions of up to 64 puts) and measures:
+Each case starts K `roger-node` subprocesses on a fresh etcd namespace, declares the queues of N
+partitions of 2 queues (concurrency 2 and 1), then puts the partitions into etcd (transactions of
+up to 64 puts): `Client.start_partition`'s order, declares first. It measures:
 
 - convergence: from just before the first put to the last node's logged consume-ok of the last
   queue (every node consumes every queue; checked again through the management API);
@@ -41,10 +42,11 @@ from typing import TypeVar
 
 import aio_pika
 
+from roger_cluster.broker import Broker
 from roger_cluster.cluster import keys
 from roger_cluster.cluster.etcd import Etcd, op_put
 from roger_cluster.cluster.partitions import PartitionSpec
-from roger_cluster.config import EtcdConfig
+from roger_cluster.config import AmqpConfig, EtcdConfig
 from roger_cluster.management import Management, ManagementError
 from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing.nodes import NodeFactory, NodeProcess
@@ -52,6 +54,7 @@ from roger_cluster.testing.servers import EtcdServer, RabbitServer
 
 QUEUES = {"default": 2, "other": 1}
 PUTS_PER_TXN = 64  # etcd allows 128 operations per transaction by default
+DECLARES_AT_ONCE = 50
 CONSUME_OK = re.compile(rb"consuming (\S+) with prefetch \d+ \(consume-ok at ([0-9.]+)\)")
 POLL = 0.05
 NODE_START_TIMEOUT = 60.0
@@ -116,6 +119,7 @@ class Case:
     one_more_ms: list[float] = field(default_factory=list)
     one_more_cpu_ms: list[float] = field(default_factory=list)  # node CPU per start, mean over nodes
     converge_cpu_s: float = 0.0  # node CPU spent converging, mean over nodes
+    declare_s: float = 0.0  # the client declaring the partitions' queues before the puts
     etcd_requests_per_start: float = 0.0  # by all nodes together, per partition start
     connections: int = 0
     channels: int = 0
@@ -221,6 +225,7 @@ class Bench:
     amqp_url: str
     management: Management
     amqp: aio_pika.abc.AbstractConnection
+    broker: Broker  # declares the partitions' queues, as `Client.start_partition` does
     created: list[str] = field(default_factory=list)  # partitions whose queues to delete
     factories: list[NodeFactory] = field(default_factory=list)
     cases: dict[tuple[int, int], Case] = field(default_factory=dict)
@@ -235,9 +240,24 @@ class Bench:
         self.factories.append(made)
         return made
 
+    async def declare(self, names: list[str]) -> float:
+        """Declare the partitions' queues (and buried queues) before they go into the map,
+        as `Client.start_partition` does; returns the seconds it took.
+
+        Not counted in convergence: nodes that find a partition in the map before its
+        quorum queues exist race to create them, and RabbitMQ 3.10 can then crash the
+        channel of a node's `basic.consume` (the queue's Raft member not started yet)
+        and close that node's connection (541 INTERNAL_ERROR). See docs/scale.md.
+        """
+        self.created.extend(names)
+        started = time.perf_counter()
+        for start in range(0, len(names), DECLARES_AT_ONCE):
+            chunk = names[start : start + DECLARES_AT_ONCE]
+            await asyncio.gather(*(self.broker.declare(n, q) for n in chunk for q in QUEUES))
+        return time.perf_counter() - started
+
     async def put(self, namespace: str, names: list[str]) -> None:
         """Put partitions into the map, a transaction per PUTS_PER_TXN of them."""
-        self.created.extend(names)
         for start in range(0, len(names), PUTS_PER_TXN):
             ops = [
                 op_put(keys.partition(namespace, n), PartitionSpec(n, QUEUES).encode())
@@ -297,6 +317,7 @@ class Bench:
             result.rss_before_mib = [rss_mib(n.pid) for n in nodes]
             names = [f"{namespace}p{i}" for i in range(partitions)]
             queues = [queue_name(n, q) for n in names for q in QUEUES]
+            result.declare_s = await self.declare(names)
             cpu = sum(cpu_s(n.pid) for n in nodes)
             started = time.time()
             await self.put(namespace, names)
@@ -359,6 +380,7 @@ class Bench:
         requests: list[float] = []
         for i in range(self.args.one_more):
             name = f"{namespace}x{i}"
+            await self.declare([name])
             await asyncio.sleep(0.3)  # the nodes are idle: what they spend next is for this start
             before = grpc_requests(etcd_metrics(self.etcd_server.client_url))
             cpu = sum(cpu_s(n.pid) for n in nodes)
@@ -391,6 +413,7 @@ def describe(c: Case) -> str:
 def case_rows(c: Case) -> Iterator[Row]:
     where = f"{c.partitions} partitions, {c.nodes} node{'s' if c.nodes > 1 else ''}"
     k = c.nodes
+    yield Row(f"declaring the queues before the puts (client), {where}", c.declare_s, "s")
     yield Row(f"convergence, {where}", c.converge_s, "s")
     yield Row(f"node CPU to converge, {where} (per node)", c.converge_cpu_s, "s")
     yield Row(f"node RSS before the partitions, {where} (max)", max(c.rss_before_mib), "MiB")
@@ -506,7 +529,9 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
             etcd = Etcd(EtcdConfig.from_string(etcd_server.endpoint.endpoints, tag))
             await etcd.connect()
             amqp = await bounded("connecting to RabbitMQ", aio_pika.connect(amqp_url), 15)
-            bench = Bench(args, tag, Path(tmp), etcd_server, etcd, amqp_url, management, amqp)
+            broker = Broker(AmqpConfig(url=amqp_url, queue_type=args.queue_type))
+            await broker.connect()
+            bench = Bench(args, tag, Path(tmp), etcd_server, etcd, amqp_url, management, amqp, broker)
             try:
                 rows = await run_cases(bench)
                 header = await machine(bench)
@@ -514,6 +539,7 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
                 for factory in bench.factories:
                     factory.cleanup()
                 await bench.delete_queues()
+                await broker.close()
                 await amqp.close()
                 await etcd.close()
             return rows, header

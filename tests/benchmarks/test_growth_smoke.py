@@ -18,6 +18,7 @@ BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_growth.py"
 
 # Every figure of one case, and of the per-partition slopes between two sizes.
 CASE_FIGURES = [
+    "declaring the queues before the puts (client), {where}",
     "convergence, {where}",
     "node CPU to converge, {where} (per node)",
     "node RSS before the partitions, {where} (max)",
