@@ -90,7 +90,7 @@ class Row:
     unit: str
 
     def as_json(self) -> dict[str, object]:
-        return {"section": "growth", "figure": self.figure, "value": self.value, "unit": self.unit}
+        return {"section": "growth", "figure": self.figure, "value": round(self.value, 3), "unit": self.unit}
 
 
 @dataclass(frozen=True)
@@ -584,7 +584,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     p.add_argument("--scale-partitions", type=int, help="partitions for --nodes (default 100; quick 20)")
     p.add_argument("--one-more", type=int, default=5, help="one-more-partition starts timed per case")
-    p.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    p.add_argument("--quick", action="store_true", help="a small run (about 1.5 minutes)")
     p.add_argument("--json", action="store_true", help="print JSON rows on stdout; progress on stderr")
     a = p.parse_args(argv)
     quick = a.quick
