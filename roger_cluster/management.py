@@ -96,17 +96,17 @@ class Management:
         self._timeout = timeout
 
     @classmethod
-    def for_amqp(cls, amqp_url: str, management_url: str | None = None) -> Management:
+    def for_amqp(cls, amqp_url: str, management_url: str | None = None, timeout: float = 3.0) -> Management:
         """The given management URL, or port 15672 on the AMQP host with its credentials."""
         if management_url:
-            return cls(management_url, timeout=3.0)
+            return cls(management_url, timeout=timeout)
         parts = urllib.parse.urlsplit(amqp_url)
         scheme = "https" if parts.scheme == "amqps" else "http"
         userinfo = parts.netloc.rpartition("@")[0]
         host = parts.hostname or "localhost"
         host = f"[{host}]" if ":" in host else host
         netloc = f"{userinfo}@{host}:15672" if userinfo else f"{host}:15672"
-        return cls(urllib.parse.urlunsplit((scheme, netloc, "", "", "")), timeout=3.0)
+        return cls(urllib.parse.urlunsplit((scheme, netloc, "", "", "")), timeout=timeout)
 
     async def unacked(self, queue: str, vhost: str = "/") -> int | None:
         """Unacknowledged messages of `queue`, or None if the API cannot tell."""
@@ -175,6 +175,13 @@ class Management:
             if name and given:
                 names[name] = given
         return names
+
+    async def api(self, path: str) -> object | None:
+        """GET any API path (`/api/nodes`, ...) as parsed JSON; None on 404.
+
+        For benchmarks and diagnostics that read figures this class has no method for.
+        """
+        return await asyncio.to_thread(self._get, path)
 
     async def delete_queue(self, queue: str, vhost: str = "/") -> bool:
         """Delete the queue whatever it holds; False if it did not exist."""

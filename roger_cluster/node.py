@@ -302,7 +302,10 @@ class Node:
         for queue_id in [q for q in self.consumers if q not in desired]:
             self._drain(self.consumers.pop(queue_id))
         await self._start_control()
-        await asyncio.gather(*(self._converge_queue(queue_id, n) for queue_id, n in desired.items()))
+        # Only queues whose consumer is missing, dead or at another concurrency: with
+        # thousands of queues, a coroutine per settled queue made every map change O(queues).
+        unsettled = [(q, n) for q, n in desired.items() if not self._settled(q, n)]
+        await asyncio.gather(*(self._converge_queue(queue_id, n) for queue_id, n in unsettled))
         await self._report_drained()
         if self.map_loaded.is_set() and not self._dirty.is_set():
             self.converged.set()
@@ -320,6 +323,10 @@ class Node:
         except RogerError as e:
             log.warning("cannot answer control requests yet (%s); trying again", e)
             asyncio.get_running_loop().call_later(CONTROL_RETRY_DELAY, self._dirty.set)
+
+    def _settled(self, queue_id: QueueId, concurrency: int) -> bool:
+        consumer = self.consumers.get(queue_id)
+        return consumer is not None and consumer.is_alive and consumer.concurrency == concurrency
 
     async def _converge_queue(self, queue_id: QueueId, concurrency: int) -> None:
         consumer = self.consumers.get(queue_id)
