@@ -19,7 +19,7 @@ Python, this script runs setup.sh and re-executes itself there. Queues get uniqu
 names and are deleted at the end, even after an error; every worker runs in its own session and
 its whole process group is killed. Exit status: 0 when every job of every case was counted exactly
 once, 1 otherwise. `--json` prints the results as one JSON object on stdout (the table goes to
-stderr), for bench_core.py or CI to read.
+stderr), for the suite (benchmarks/suite) or CI to read.
 """
 
 from __future__ import annotations
@@ -455,7 +455,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="rounds, medians shown (default %(default)s)")
     p.add_argument(
         "--prefetch", type=int, default=100,
-        help="unacked deliveries per worker process (default %(default)s, as bench_core.py); "
+        help="unacked deliveries per worker process (default %(default)s, as the suite); "
         "0 = each peer's own default (Celery 4 x 1, Dramatiq 2 x threads)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=8, help="Dramatiq threads/process (default %(default)s)")

@@ -21,6 +21,7 @@ from .watch import follow_prefix
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class PartitionSpec:
     """One partition as the map holds it.
