@@ -525,13 +525,19 @@ class Moved:
 
 def properties_of(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
     """The properties of a delivered message that a republish keeps."""
+    return kept_properties(message.properties)
+
+
+def kept_properties(p: spec.Basic.Properties) -> dict[str, Any]:
+    """What a republish (retry, bury, move) keeps of a message's properties, as keyword
+    arguments of `aio_pika.Message`."""
     return {
-        "headers": dict(message.headers or {}),
-        "content_type": message.content_type,
-        "message_id": message.message_id,
-        "app_id": message.app_id,
-        "type": message.type,
-        "timestamp": message.timestamp,
+        "headers": dict(p.headers or {}),
+        "content_type": p.content_type,
+        "message_id": p.message_id,
+        "app_id": p.app_id,
+        "type": p.message_type,
+        "timestamp": p.timestamp,
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import aiormq.abc
 from aio_pika.abc import AbstractIncomingMessage
 
-from ..broker import properties_of
+from ..broker import kept_properties, properties_of
 
 
 class Delivery:
@@ -64,15 +64,7 @@ class Delivery:
         await self._channel.basic_nack(self.delivery_tag, requeue=requeue)
 
     def properties(self) -> dict[str, Any]:
-        """The properties a republish (retry, bury) keeps; see `broker.properties_of`."""
+        """The properties a republish (retry, bury) keeps; see `broker.kept_properties`."""
         if isinstance(self._source, aiormq.abc.DeliveredMessage):
-            p = self._source.header.properties
-            return {
-                "headers": dict(p.headers or {}),
-                "content_type": p.content_type,
-                "message_id": p.message_id,
-                "app_id": p.app_id,
-                "type": p.message_type,
-                "timestamp": p.timestamp,
-            }
+            return kept_properties(self._source.header.properties)
         return properties_of(self._source)
