@@ -65,6 +65,7 @@ def print_where(client: Client, rabbit: RabbitServer, etcd: EtcdServer, workdir:
     print(f"  export ROGER_AMQP_URL={amqp} ROGER_ETCD={etcd.endpoint.endpoints}")
     print(f"  export ROGER_MANAGEMENT_URL={rabbit.endpoint.management_url}")
     print(f"  .venv/bin/rogerctl nodes; .venv/bin/rogerctl partition show {PARTITION}")
+    print("  .venv/bin/rogerctl dashboard    # then open http://127.0.0.1:8080")
 
 
 async def wait_for_signal() -> None:
