@@ -132,6 +132,11 @@ class Management:
         data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}")
         return [_queue_info(_obj(item)) for item in _list(data)]
 
+    async def all_consumers(self, vhost: str = "/") -> list[ConsumerInfo]:
+        """Every consumer of every queue of the vhost, in one request."""
+        data = await asyncio.to_thread(self._get, f"/api/consumers/{_q(vhost)}")
+        return [_consumer_info(_obj(item)) for item in _list(data or [])]
+
     async def queue_rates(self, vhost: str = "/") -> dict[str, QueueRates]:
         """Queue name -> its message rates, for every queue of the vhost, in one request.
 

@@ -1,10 +1,12 @@
 """What the dashboard shows: one JSON snapshot of the cluster, built from the Client.
 
 The page polls it about once a second. Building it asks etcd (nodes, map,
-paused queues), RabbitMQ (queue depths), every node (running jobs, over its
-control queue) and the management API (unacked counts, consumers, rates), so
-`Snapshots` builds at most one at a time and hands the same one to every
-browser that asks within `max_age`: ten open tabs cost what one does.
+paused queues), every node (running jobs, over its control queue) and the
+management API (every queue's counts, consumers and rates, one request each
+whatever the number of partitions: `Client.overview`, which reads each queue
+over AMQP instead when the API cannot be reached). `Snapshots` builds at most
+one at a time and hands the same one to every browser that asks within
+`max_age`: ten open tabs cost what one does.
 
 A part that cannot be read is shown as unknown (`null`, the page prints "-")
 and named under `problems`; only a cluster whose etcd cannot be read at all
@@ -73,13 +75,11 @@ async def snapshot(client: Client) -> Json:
 async def _partition_infos(
     client: Client, specs: list[PartitionSpec], problems: list[str]
 ) -> dict[str, PartitionInfo]:
-    found: dict[str, PartitionInfo] = {}
-    for spec in specs:
-        try:
-            found[spec.name] = await client.partition(spec.name)
-        except RogerError as e:  # removed meanwhile, or RabbitMQ away: show what the map says
-            problems.append(f"partition {spec.name}: {e}")
-    return found
+    try:
+        return {info.name: info for info in await client.overview(specs)}
+    except RogerError as e:  # RabbitMQ away, or a partition removed meanwhile: show what the map says
+        problems.append(f"queue counts unknown: {e}")
+        return {}
 
 
 async def _running(client: Client, problems: list[str]) -> RunningJobs | None:

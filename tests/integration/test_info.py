@@ -256,3 +256,34 @@ async def test_a_node_answers_again_after_a_rabbitmq_restart(
             assert queue is not None and queue.exclusive and not queue.durable
     finally:
         factory.cleanup()
+
+
+async def test_overview_reads_every_partition_in_a_few_requests_and_agrees_with_partition_show(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str
+) -> None:
+    """The dashboard's bulk read (management API, one request per kind) says what the
+    per-partition read says, once the console's statistics caught up."""
+    node = await node_factory.start(jobs="tests.jobs")
+    busy, idle = f"{roger_partition}a", f"{roger_partition}b"
+    await roger_client.start_partition(busy, {"default": 1, "other": 2})
+    await roger_client.start_partition(idle, {"default": 1})
+    await roger_client.pause_queue(busy, "default")
+
+    async def paused() -> bool:
+        default, other = (await roger_client.partition(busy)).queues
+        return default.consumers == 0 and other.consumers == 1
+
+    await eventually(paused, timeout=15, message="(the node applies the pause)")
+    await roger_client.enqueue_many([jobs.Record.create({"ledger": "/dev/null"}) for _ in range(3)], busy)
+
+    async def agree() -> bool:
+        bulk = await roger_client.overview()
+        one_by_one = [await roger_client.partition(name) for name in (busy, idle)]
+        return sorted(bulk, key=lambda p: p.name) == one_by_one
+
+    await eventually(agree, timeout=20, message="(overview vs partition)")
+    [shown] = [p for p in await roger_client.overview() if p.name == busy]
+    default, other = shown.queues
+    assert (default.paused, default.ready, default.consumers) == (True, 3, 0)
+    assert (other.paused, other.consumers) == (False, 1)
+    assert [c.node for c in other.consumer_nodes or []] == [node.name]
