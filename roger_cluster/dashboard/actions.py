@@ -24,8 +24,8 @@ from typing import Any
 from ..client import Client
 from ..cluster.partitions import PartitionSpec
 from ..errors import UnknownPartition
+from ..http import HttpError
 from ..names import check_concurrency, check_job_id, check_partition, check_queue
-from .http import HttpError
 
 Body = dict[str, object]
 Action = Callable[[Client, Body], Awaitable[dict[str, Any]]]

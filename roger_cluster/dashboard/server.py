@@ -19,8 +19,6 @@ unexpected one go to the log.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 from importlib import resources
@@ -38,8 +36,8 @@ from ..errors import (
     UnknownPartition,
     UnroutableJob,
 )
+from ..http import HttpError, HttpServer, Request, Response
 from .actions import ACTIONS
-from .http import HttpError, Request, Response, read_request, write_response
 from .state import Snapshots
 
 log = logging.getLogger(__name__)
@@ -80,16 +78,14 @@ def _host_name(netloc: str) -> str:
     return (urlsplit(f"//{netloc}").hostname or "").lower()
 
 
-class DashboardServer:
+class DashboardServer(HttpServer):
     """Serves the dashboard for `client` on `host`:`port` (0: any free port)."""
 
     def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 8080) -> None:
+        super().__init__(host, port)
         self.client = client
-        self.host = host
-        self.port = port
         self.snapshots = Snapshots(client)
         self._page = _page()  # read once: a broken install fails at start, not per request
-        self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
@@ -99,17 +95,8 @@ class DashboardServer:
 
     async def start(self) -> None:
         """Listen; the port is in use (or not allowed) -> OSError."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await super().start()
         log.info("dashboard on %s", self.url)
-
-    async def stop(self) -> None:
-        """Stop listening and close open connections."""
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
 
     async def __aenter__(self) -> DashboardServer:
         await self.start()
@@ -117,25 +104,6 @@ class DashboardServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head_only = False
-        try:
-            try:
-                request = await read_request(reader)
-                head_only = request.method == "HEAD"
-                response = await self.respond(request)
-            except HttpError as e:
-                response = Response.error(e.status, e.message)
-            except (TimeoutError, asyncio.IncompleteReadError):
-                return  # the client went quiet or away: nobody to answer
-            await write_response(writer, response, head_only)
-        except ConnectionError as e:
-            log.debug("dashboard client went away: %s", e)
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
     async def respond(self, request: Request) -> Response:
         """The response to one request; never raises."""

@@ -15,8 +15,8 @@ from roger_cluster import Client
 from roger_cluster.client import PartitionInfo, QueueInfo
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.dashboard import DashboardServer
-from roger_cluster.dashboard.http import MAX_BODY, HttpError, Request, read_request
 from roger_cluster.dashboard.state import _partition
+from roger_cluster.http import MAX_BODY, HttpError, Request, read_request
 from roger_cluster.management import QueueRates
 
 LOCAL = {"host": "127.0.0.1:8080"}

@@ -1,16 +1,20 @@
-"""Just enough HTTP/1.1 for the dashboard: one request per connection, JSON in and out.
+"""Just enough HTTP/1.1 for the node's probes (`health.py`) and the dashboard: one request
+per connection, no web framework.
 
-The same few lines of asyncio as the node's health endpoints (`health.py`),
-grown by what a page with buttons needs: a request body (bounded), headers,
-and JSON errors. Every read has a deadline and a size limit, so a slow or
-hostile client costs one connection for a few seconds, never the server.
+A request body (bounded), headers, and JSON errors, which the dashboard's
+buttons need. Every read has a deadline and a size limit, so a slow or hostile
+client costs one connection for a few seconds, never the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
@@ -138,3 +142,48 @@ async def write_response(writer: asyncio.StreamWriter, response: Response, head_
     )
     writer.write(head.encode() + (b"" if head_only else response.body))
     await writer.drain()
+
+
+class HttpServer:
+    """Listens on `host`:`port` (0: any free port) and answers each request with `respond`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def respond(self, request: Request) -> Response:
+        """The response to one request; must not raise."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Listen; the port is in use (or not allowed) -> OSError."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head_only = False
+        try:
+            try:
+                request = await read_request(reader)
+                head_only = request.method == "HEAD"
+                response = await self.respond(request)
+            except HttpError as e:
+                response = Response.error(e.status, e.message)
+            except (TimeoutError, asyncio.IncompleteReadError):
+                return  # the client went quiet or away: nobody to answer
+            await write_response(writer, response, head_only)
+        except ConnectionError as e:
+            log.debug("HTTP client went away: %s", e)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
