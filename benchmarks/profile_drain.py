@@ -121,10 +121,10 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
                 process.send_signal(signal.SIGINT)  # py-spy writes its file and exits
                 process.wait(60)
                 await client.stop_partition(tag)
-                await drop_queues(broker, tag)
         finally:
-            await client.close()
             factory.cleanup()
+            await drop_queues(await client.broker(), tag)  # even when the node did not start
+            await client.close()
             etcd.cleanup()
     return raw
 
@@ -133,6 +133,7 @@ async def drop_queues(broker: Broker, partition: str) -> None:
     channel = await broker.channel()
     for name in (queue_name(partition, QUEUE), buried_queue_name(partition, QUEUE)):
         await channel.queue_delete(name)
+    await channel.close()
     await channel.close()
 
 
