@@ -427,7 +427,10 @@ class Broker:
         return await self._guard(run, f"reading queue {name}")
 
     async def move(
-        self, source: str, choose: Callable[[Peeked], Moved | None], on_progress: OnCount | None = None
+        self,
+        source: str,
+        choose: Callable[[Peeked], Awaitable[Moved | None]],
+        on_progress: OnCount | None = None,
     ) -> int:
         """Move messages out of `source` where `choose` says; returns how many moved.
 
@@ -437,7 +440,7 @@ class Broker:
         """
 
         async def take(peeked: Peeked) -> bool:
-            target = choose(peeked)
+            target = await choose(peeked)
             if target is not None:
                 await self.publish_bytes(target.body, target.routing_key, target.properties)
             return target is not None

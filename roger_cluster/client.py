@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,7 +37,7 @@ from .config import (
     AmqpConfig,
     EtcdConfig,
 )
-from .errors import ConfigError, DecodeError, JobError, UnknownPartition, UnroutableJob
+from .errors import ConfigError, DecodeError, DuplicateJob, JobError, UnknownPartition, UnroutableJob
 from .job import Job
 from .management import Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
@@ -127,6 +127,14 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return None if value is None else str(value)
+
+
+def _queue_key(peeked: Peeked) -> str | None:
+    """The queue key of a peeked job, if it has one (and is one of ours)."""
+    try:
+        return decode(peeked.body).queue_key
+    except DecodeError:
+        return None
 
 
 def _unburied(peeked: Peeked, routing_key: str) -> Moved:
@@ -611,18 +619,32 @@ class Client:
         queue: str,
         job_ids: Collection[str] | None = None,
         on_progress: OnCount | None = None,
+        on_key_held: Callable[[str, str], None] | None = None,
     ) -> int:
         """Put buried jobs (all, or those in `job_ids`) back on their queue; returns how many.
 
-        `on_progress(seen, total)` is called after each buried job looked at.
+        A job with a queue key takes its key again first (burying freed it). If
+        another queued job holds the key meanwhile, the buried job stays buried,
+        so the key still means one queued job, and `on_key_held(job_id, key)`
+        hears of it. `on_progress(seen, total)` is called after each buried job
+        looked at.
         """
         broker = await self.broker()
         target = queue_name(partition, queue)
         wanted = None if job_ids is None else set(job_ids)
 
-        def choose(peeked: Peeked) -> Moved | None:
-            if wanted is not None and peeked.properties.get("message_id") not in wanted:
+        async def choose(peeked: Peeked) -> Moved | None:
+            job_id = peeked.properties.get("message_id")
+            if wanted is not None and job_id not in wanted:
                 return None
+            key = _queue_key(peeked)
+            if key is not None and job_id:
+                try:  # a move that fails after this leaves the key to this job: a retry takes it again
+                    await queuekeys.take(await self.etcd(), self.namespace, partition, key, str(job_id))
+                except DuplicateJob:
+                    if on_key_held is not None:
+                        on_key_held(str(job_id), key)
+                    return None
             return _unburied(peeked, target)
 
         return await broker.move(buried_queue_name(partition, queue), choose, on_progress)

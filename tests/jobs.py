@@ -156,6 +156,13 @@ class Unique(Record):
         return str(args["key"])
 
 
+class UniqueFails(Fails):
+    """Fails (and is buried) at once; has a queue key like `Unique`."""
+
+    def queue_key(self, args: Any) -> str | None:
+        return str(args["key"])
+
+
 class Serial(Job):
     """Runs one at a time per `key`; records start and end with its fencing token."""
 

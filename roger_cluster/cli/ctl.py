@@ -199,9 +199,17 @@ async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) 
 async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
     ids = args.job_ids or None
     partition, queue = check_partition(args.partition), check_queue(args.queue)
+    held: list[dict[str, str]] = []
+
+    def key_held(job_id: str, key: str) -> None:
+        held.append({"id": job_id, "key": key})
+
     with Progress(f"looking through {buried_queue_name(partition, queue)}") as progress:
-        moved = await client.retry_buried(partition, queue, ids, on_progress=progress)
-    out.message(f"{moved} buried job(s) back on the queue", {"moved": moved})
+        moved = await client.retry_buried(partition, queue, ids, on_progress=progress, on_key_held=key_held)
+    for h in held:  # after the progress line is gone
+        why = f"another queued job holds its queue key {h['key']!r}"
+        print(f"job {h['id']} stays buried: {why}", file=sys.stderr)
+    out.message(f"{moved} buried job(s) back on the queue", {"moved": moved, "kept_buried": held})
 
 
 async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:

@@ -16,12 +16,14 @@ from .etcd import Etcd, op_delete, op_put, unchanged, value_is
 
 
 async def take(etcd: Etcd, namespace: str, partition: str, key: str, job_id: str) -> None:
-    """Reserve `key` for `job_id`; DuplicateJob if another queued job holds it."""
+    """Reserve `key` for `job_id`; DuplicateJob if another queued job holds it (not if `job_id` does)."""
     name = keys.queue_key(namespace, partition, key)
     holder = await etcd.create(name, job_id.encode())
     if holder is None:
         return
     holder_id = holder.value.decode(errors="replace")
+    if holder_id == job_id:
+        return  # taken already, for this very job (a retried take)
     if holder.mod_revision and await etcd.get(keys.cancellation(namespace, partition, holder_id)):
         taken, _ = await etcd.txn([unchanged(name, holder)], [op_put(name, job_id.encode())])
         if taken:

@@ -97,7 +97,7 @@ async def test_retry_and_purge_buried_show_progress_on_a_terminal(
     await bury(roger_client, p, 50)
     code, out, err = rogerctl_on_terminal(node_factory, "--json", "job", "retry-buried", p, "default")
     assert code == 0, err
-    assert json.loads(out) == {"moved": 50}
+    assert json.loads(out) == {"moved": 50, "kept_buried": []}
     assert f"\rlooking through {p}-default.buried: 50 of 50 (100%)" in err
 
     async def back_on_the_queue() -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -13,6 +15,8 @@ from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
 from tests.integration.test_partitions import rogerctl
 from tests.ledger import ended, events
+
+T = TypeVar("T")
 
 
 def clients(rabbit: RabbitEndpoint, etcd: EtcdEndpoint, namespace: str, count: int) -> list[Client]:
@@ -66,6 +70,48 @@ async def test_a_queue_key_is_free_again_once_its_job_finished_or_was_cancelled(
     third = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
     await eventually(lambda: _enqueued(roger_client, third, roger_partition), timeout=10)
     await eventually(lambda: ended(ledger)[third.id] == 1, timeout=15)
+
+
+async def test_retry_buried_takes_the_queue_key_again_and_leaves_a_job_whose_key_is_held_buried(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    p = roger_partition
+    await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(p, {"default": 1})
+    failed = jobs.UniqueFails.create({"ledger": str(ledger), "key": "k"})
+    await roger_client.enqueue(failed, p)
+
+    async def buried_ids() -> list[str | None]:
+        return [b.id for b in await roger_client.buried(p, "default")]
+
+    await eventually(lambda: _equals(buried_ids(), [failed.id]), timeout=15)
+    await roger_client.stop_partition(p)  # nothing consumes: what is queued stays queued
+    await eventually(lambda: _consumers(roger_client, f"{p}-default", 0), timeout=10)
+
+    newer = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
+    await roger_client.enqueue(newer, p)  # burying freed the key
+    held: list[tuple[str, str]] = []
+    moved = await roger_client.retry_buried(p, "default", on_key_held=lambda j, k: held.append((j, k)))
+    assert (moved, held, await buried_ids()) == (0, [(failed.id, "k")], [failed.id])
+    cli = rogerctl(node_factory, "--json", "job", "retry-buried", p, "default")
+    assert cli.returncode == 0, cli.stderr
+    assert "stays buried" in cli.stderr and '"moved": 0' in cli.stdout
+
+    await roger_client.purge_queue(p, "default")  # the newer job goes, and frees the key
+    assert await roger_client.retry_buried(p, "default") == 1
+    assert await buried_ids() == []
+    with pytest.raises(DuplicateJob):  # the retried job holds its key again
+        await roger_client.enqueue(jobs.Unique.create({"ledger": str(ledger), "key": "k"}), p)
+
+
+async def _equals(value: Awaitable[T], expected: T) -> bool:
+    return await value == expected
+
+
+async def _consumers(client: Client, queue: str, count: int) -> bool:
+    stats = await (await client.broker()).stats(queue)
+    return stats is not None and stats.consumers == count
 
 
 async def _enqueued(client: Client, job: jobs.Unique, partition: str) -> bool:
