@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -13,10 +11,9 @@ from roger_cluster import Client, DuplicateJob
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
+from tests.helpers import consumers, equals
 from tests.integration.test_partitions import rogerctl
 from tests.ledger import ended, events
-
-T = TypeVar("T")
 
 
 def clients(rabbit: RabbitEndpoint, etcd: EtcdEndpoint, namespace: str, count: int) -> list[Client]:
@@ -85,9 +82,9 @@ async def test_retry_buried_takes_the_queue_key_again_and_leaves_a_job_whose_key
     async def buried_ids() -> list[str | None]:
         return [b.id for b in await roger_client.buried(p, "default")]
 
-    await eventually(lambda: _equals(buried_ids(), [failed.id]), timeout=15)
+    await eventually(lambda: equals(buried_ids(), [failed.id]), timeout=15)
     await roger_client.stop_partition(p)  # nothing consumes: what is queued stays queued
-    await eventually(lambda: _consumers(roger_client, f"{p}-default", 0), timeout=10)
+    await eventually(lambda: consumers(roger_client, f"{p}-default", 0), timeout=10)
 
     newer = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
     await roger_client.enqueue(newer, p)  # burying freed the key
@@ -103,15 +100,6 @@ async def test_retry_buried_takes_the_queue_key_again_and_leaves_a_job_whose_key
     assert await buried_ids() == []
     with pytest.raises(DuplicateJob):  # the retried job holds its key again
         await roger_client.enqueue(jobs.Unique.create({"ledger": str(ledger), "key": "k"}), p)
-
-
-async def _equals(value: Awaitable[T], expected: T) -> bool:
-    return await value == expected
-
-
-async def _consumers(client: Client, queue: str, count: int) -> bool:
-    stats = await (await client.broker()).stats(queue)
-    return stats is not None and stats.consumers == count
 
 
 async def _enqueued(client: Client, job: jobs.Unique, partition: str) -> bool:

@@ -9,6 +9,7 @@ from roger_cluster import Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 from tests import jobs
+from tests.helpers import consumers, equals
 from tests.integration.test_partitions import rogerctl
 from tests.ledger import events
 
@@ -109,15 +110,10 @@ async def test_retry_buried_without_ids_moves_them_all_and_leaves_unnamed_ones(
     async def buried_ids() -> set[str | None]:
         return {b.id for b in await roger_client.buried(roger_partition, "default")}
 
-    await eventually(lambda: _equals(buried_ids(), {j.id for j in failing}), timeout=20)
+    await eventually(lambda: equals(buried_ids(), {j.id for j in failing}), timeout=20)
     await roger_client.stop_partition(roger_partition)  # nothing consumes while we move
     broker = await roger_client.broker()
-
-    async def unconsumed() -> bool:
-        stats = await broker.stats(f"{roger_partition}-default")
-        return stats is not None and stats.consumers == 0
-
-    await eventually(unconsumed, timeout=10)
+    await eventually(lambda: consumers(roger_client, f"{roger_partition}-default", 0), timeout=10)
     assert await roger_client.retry_buried(roger_partition, "default", [failing[0].id]) == 1
     assert await buried_ids() == {failing[1].id, failing[2].id}
     assert await roger_client.retry_buried(roger_partition, "default") == 2
@@ -189,9 +185,3 @@ async def test_every_callback_fires_with_its_arguments_and_a_raising_one_changes
     assert queue.ready == 0
     assert [b.id for b in await roger_client.buried(roger_partition, "default")] == [bad.id]
     assert "callback after_run failed" in node_factory.nodes[0].log()
-
-
-async def _equals(actual: object, expected: object) -> bool:
-    value = await actual  # type: ignore[misc]
-    assert value == expected
-    return True
