@@ -346,14 +346,20 @@ class Broker:
         target = routing_key or queue_name(partition, message.queue)
         await self._send_job(body, amqp_properties(message, partition), target, f"job {message.id}")
 
+    async def declare_waiting(self, partition: str, key: str) -> str:
+        """Declare an execution key's waiting queue (once per connection); returns its name."""
+        name = exec_waiting_queue_name(partition, key)
+        if name not in self._declared:
+            await self._declare({name: {"x-queue-type": self.config.queue_type}})
+            self._declared.add(name)
+        return name
+
     async def publish_waiting(self, message: JobMessage, partition: str) -> None:
         """Publish a job with an execution key to its key's waiting queue (declared on demand)."""
         assert message.execution_key is not None
         name = exec_waiting_queue_name(partition, message.execution_key)
         for attempt in range(1, WAITING_PUBLISH_ATTEMPTS + 1):
-            if name not in self._declared:
-                await self._declare({name: {"x-queue-type": self.config.queue_type}})
-                self._declared.add(name)
+            await self.declare_waiting(partition, message.execution_key)
             try:
                 await self.publish(message, partition, name)
                 return
@@ -491,16 +497,16 @@ class Broker:
 
         return await self._guard(run, what)
 
-    async def purge(self, name: str) -> int:
-        """Delete every ready message of a queue; returns how many went."""
+    async def delete_queue(self, name: str) -> None:
+        """Delete a queue and whatever it holds (quorum queues cannot be deleted "if empty":
+        the caller makes sure nothing can be published into it meanwhile)."""
+        self._declared.discard(name)
 
-        async def run() -> int:
+        async def run() -> None:
             async with self._short_channel() as channel:
-                queue = await channel.get_queue(name, ensure=True)
-                result = await queue.purge()
-                return int(result.message_count or 0)
+                await channel.queue_delete(name, if_unused=False, if_empty=False)
 
-        return await self._guard(run, f"purging {name}")
+        await self._guard(run, f"deleting queue {name}")
 
 
 @dataclass(frozen=True)

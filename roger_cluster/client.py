@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -39,9 +39,9 @@ from .config import (
 )
 from .errors import ConfigError, DecodeError, DuplicateJob, JobError, UnknownPartition, UnroutableJob
 from .job import Job
+from .keyed import park
 from .management import Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
-from .runtime.serial import wake_message
 
 ENQUEUE_WINDOW = 1000
 
@@ -307,18 +307,14 @@ class Client:
     async def _enqueue_serialized(
         self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str
     ) -> None:
-        """Park the job in its key's waiting queue, count it, and wake the key if nobody holds it."""
-        assert message.execution_key is not None
+        """Park the job in its key's waiting queue (`keyed.park`): counted, published, and
+        the key woken if nobody holds it; nothing is left behind if it raises."""
         main = queue_name(partition, message.queue)
         if main not in self._known_queues:
             if await broker.stats(main) is None:
                 raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
             self._known_queues.add(main)
-        await broker.publish_waiting(message, partition)
-        exec_keys = ExecKeys(etcd, self.namespace)
-        held = await exec_keys.add_waiting(partition, message.execution_key, message.queue)
-        if not held:
-            await broker.publish(wake_message(message.queue, message.execution_key), partition)
+        await park(broker, ExecKeys(etcd, self.namespace), message, partition)
 
     async def enqueue_many(self, jobs: Iterable[Job], partition: str, queue: str | None = None) -> list[str]:
         """Enqueue many jobs with up to ENQUEUE_WINDOW confirms in flight at once.
@@ -448,6 +444,10 @@ class Client:
         name = queue_name(partition, queue)
         if await broker.stats(name) is None:
             raise UnknownPartition(f"queue {name} does not exist (partition {partition!r}, queue {queue!r})")
+        return await broker.drop_all(name, self._key_releaser(partition), on_progress)
+
+    def _key_releaser(self, partition: str) -> Callable[[Peeked], Awaitable[None]]:
+        """Frees the queue key of a job that is about to be deleted, if it still holds it."""
 
         async def release_key(peeked: Peeked) -> None:
             with contextlib.suppress(DecodeError):
@@ -456,7 +456,7 @@ class Client:
                     etcd = await self.etcd()
                     await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
 
-        return await broker.drop_all(name, release_key, on_progress)
+        return release_key
 
     async def partition(self, name: str) -> PartitionInfo:
         """A partition with, per queue: paused, ready / unacked / buried counts,
@@ -650,9 +650,13 @@ class Client:
         return await broker.move(buried_queue_name(partition, queue), choose, on_progress)
 
     async def purge_buried(self, partition: str, queue: str) -> int:
-        """Delete every buried job of a queue; returns how many went."""
+        """Delete every buried job of a queue; returns how many went.
+
+        A buried job normally freed its queue key when it was buried; one that
+        RabbitMQ dead-lettered by itself may still hold it, and it is freed here.
+        """
         broker = await self.broker()
-        return await broker.purge(buried_queue_name(partition, queue))
+        return await broker.drop_all(buried_queue_name(partition, queue), self._key_releaser(partition))
 
     # nodes
 

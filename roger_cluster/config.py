@@ -25,6 +25,8 @@ DEFAULT_LEASE_TTL = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 15.0
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 DEFAULT_DELIVERY_LIMIT = 20
+# Seconds an execution key's waiting queue stays after its last job, before a node deletes it.
+DEFAULT_WAITING_IDLE = 600.0
 QUEUE_TYPES = ("quorum", "classic")
 
 
@@ -173,6 +175,7 @@ class NodeConfig:
     labels: tuple[str, ...] = ()  # partitions started with --labels need them all
     concurrency: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (partition, queue) -> N
     http: tuple[str, int] | None = None  # serve /healthz, /readyz, /metrics here
+    waiting_idle: float = DEFAULT_WAITING_IDLE  # seconds before an idle waiting queue goes
 
     def __post_init__(self) -> None:
         check_node(self.name)
@@ -185,6 +188,8 @@ class NodeConfig:
             raise ConfigError("lease TTL must be at least 2 seconds")
         if self.shutdown_timeout < 0:
             raise ConfigError("shutdown timeout must not be negative")
+        if self.waiting_idle < 1:
+            raise ConfigError("waiting queue idle time must be at least 1 second")
         for module in self.jobs:
             if not module or not all(p.isidentifier() for p in module.split(".")):
                 raise ConfigError(f"--jobs entry {module!r} is not a module name")

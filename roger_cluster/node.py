@@ -33,8 +33,11 @@ from .health import HealthServer
 from .job import JobRegistry
 from .metrics import Metrics
 from .placement import NodeProfile, desired_queues, draining_partitions
+from .runtime.chains import Chains
 from .runtime.consumer import QueueConsumer
-from .runtime.serial import Coordinator
+from .runtime.pipeline import Pipeline
+from .runtime.release import Releaser
+from .runtime.settle import Settler
 from .runtime.worker import Stop, Worker
 
 log = logging.getLogger(__name__)
@@ -83,8 +86,10 @@ class Node:
         self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
         self._drain_reports = DrainReports(self.etcd, config.etcd.namespace, config.name)
         self.cancellations = Cancellations(config.etcd.namespace)
-        self.coordinator = Coordinator(
-            self.broker, ExecKeys(self.etcd, config.etcd.namespace), config.name, self._lease_id
+        self.releaser = Releaser()  # keys freed after their jobs were settled
+        self.exec_keys = ExecKeys(self.etcd, config.etcd.namespace)
+        self.chains = Chains(
+            self.broker, self.exec_keys, config.name, self._lease_id, self.releaser, config.waiting_idle
         )
         self._tasks: list[asyncio.Task[None]] = []  # follow the map and converge to it
         self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
@@ -92,6 +97,7 @@ class Node:
         self._executor: ThreadPoolExecutor | None = None
         self._http: HealthServer | None = None
         self._worker: Worker | None = None
+        self._pipeline: Pipeline | None = None
         self.control: ControlServer | None = None  # answers `rogerctl job running`
 
     def _lease_id(self) -> int:
@@ -116,7 +122,8 @@ class Node:
         self._worker = Worker(
             registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
         )
-        self._worker.coordinate(self.coordinator)
+        settler = Settler(self.broker, self.exec_keys, self.releaser)
+        self._pipeline = Pipeline(self._worker, settler, self.chains, self.config.amqp.delivery_limit)
         self.control = ControlServer(
             self.broker, self.config.etcd.namespace, self.name, worker_handlers(self._worker)
         )
@@ -134,7 +141,7 @@ class Node:
             asyncio.create_task(
                 self._guarded(self.cancellations.follow(self.etcd, self._on_cancel)), name="cancellations"
             ),
-            asyncio.create_task(self._guarded(self.coordinator.tend()), name="execution-keys"),
+            asyncio.create_task(self._guarded(self.chains.tend()), name="execution-keys"),
         ]
         self._tasks = [
             asyncio.create_task(self._guarded(self._reconcile_forever()), name="reconcile"),
@@ -209,12 +216,13 @@ class Node:
         """Leave gracefully: stop consuming, let running jobs finish within the
         shutdown timeout, requeue the rest, revoke the lease."""
         await _cancel_all(self._tasks)
-        self.coordinator.stopping = True  # chains hand their keys over between jobs
+        self.chains.stopping = True  # chains hand their keys over between jobs
         consumers, self.consumers = list(self.consumers.values()), {}
         timeout = self.config.shutdown_timeout
         # Consumers already draining (paused, drained, removed queues) get the same timeout.
         consumers += self._draining.values()
         await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
+        await self.releaser.close(timeout)  # keys of settled jobs, while our lease still holds
         await _cancel_all(self._session)
         try:
             await self.membership.leave()
@@ -336,9 +344,9 @@ class Node:
         if consumer is not None:
             await consumer.close()
         partition, queue = queue_id
-        assert self._worker is not None
+        assert self._pipeline is not None
         consumer = QueueConsumer(
-            self.broker, self._worker, partition, queue, concurrency, self._on_consume_ok
+            self.broker, self._pipeline, partition, queue, concurrency, self._on_consume_ok
         )
         await self.broker.declare(partition, queue)
         await consumer.start()

@@ -182,3 +182,62 @@ class Crash(Job):
     def perform(self, args: Any) -> None:
         mark(self, "start")
         os._exit(3)
+
+
+# -- adversary tests --
+
+
+class IgnoresCancel(Job):
+    """Has a time limit of 1 s, and swallows every cancellation for `hold` seconds."""
+
+    max_execution_time = 1.0
+
+    async def perform(self, args: Any) -> None:
+        mark(self, "start")
+        deadline = time.monotonic() + float(args["hold"])
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                mark(self, "ignored")
+        mark(self, "end")
+
+
+class SyncIgnoresCancel(Job):
+    """IgnoresCancel as a plain def: never looks at `cancelled` for `hold` seconds."""
+
+    max_execution_time = 1.0
+
+    def perform(self, args: Any) -> None:
+        mark(self, "start")
+        time.sleep(float(args["hold"]))
+        mark(self, "end")
+
+
+_BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": SystemExit,
+    "GeneratorExit": GeneratorExit,
+}
+
+
+class RaisesBase(Job):
+    """Raises the BaseException subclass named by args["error"] from perform."""
+
+    async def perform(self, args: Any) -> None:
+        mark(self, "start")
+        raise _BASE_EXCEPTIONS[args["error"]]("raised by the job")
+
+
+class RaisesBaseLimited(RaisesBase):
+    """RaisesBase with a time limit: its perform runs in a task of its own."""
+
+    max_execution_time = 30.0
+
+
+class SyncRaisesBase(Job):
+    """RaisesBase as a plain def, raising in its worker thread."""
+
+    def perform(self, args: Any) -> None:
+        mark(self, "start")
+        raise _BASE_EXCEPTIONS[args["error"]]("raised by the job")

@@ -19,6 +19,7 @@ import threading
 from ..config import (
     DEFAULT_LEASE_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_WAITING_IDLE,
     NodeConfig,
     parse_http,
 )
@@ -75,6 +76,14 @@ def parser() -> argparse.ArgumentParser:
         default=env("ROGER_SHUTDOWN_TIMEOUT", str(DEFAULT_SHUTDOWN_TIMEOUT)),
         help="seconds running jobs get to finish on SIGTERM (env ROGER_SHUTDOWN_TIMEOUT;"
         " default %(default)s)",
+    )
+    p.add_argument(
+        "--waiting-queue-idle",
+        type=float,
+        default=env("ROGER_WAITING_QUEUE_IDLE", str(int(DEFAULT_WAITING_IDLE))),
+        metavar="SECONDS",
+        help="seconds an execution key's waiting queue stays after its last job before it is"
+        " deleted (env ROGER_WAITING_QUEUE_IDLE; default %(default)s)",
     )
     p.add_argument(
         "--retry-levels",
@@ -154,6 +163,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         jobs=jobs,
         lease_ttl=args.lease_ttl,
         shutdown_timeout=args.shutdown_timeout,
+        waiting_idle=args.waiting_queue_idle,
         retry_levels=parse_levels(args.retry_levels),
         callbacks=args.callbacks or None,
         labels=tuple(labels),

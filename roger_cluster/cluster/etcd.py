@@ -97,10 +97,10 @@ def value_is(key: str, value: bytes) -> Compare:
     return rpc.Compare(key=key.encode(), target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=value)
 
 
-def exists(key: str) -> Compare:
-    """Holds if `key` exists."""
+def created_at(key: str, revision: int) -> Compare:
+    """Holds if `key` exists and was created at `revision` (the same lock, not a newer one)."""
     return rpc.Compare(
-        key=key.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0
+        key=key.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=revision
     )
 
 

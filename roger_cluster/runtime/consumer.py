@@ -2,10 +2,9 @@
 
 Each consumer has its own channel, so a channel error on one queue cannot stop
 the others, and its prefetch is the queue's concurrency: RabbitMQ shows one
-consumer per node per queue with that prefetch. The message is acked (or
-buried, then acked) here and only here, after the worker is done with it; a
-node that dies before that leaves the message unacked and RabbitMQ gives it to
-another node.
+consumer per node per queue with that prefetch. Each delivery goes through the
+node's `Pipeline`, which settles it once its job is done; a node that dies
+before that leaves the message unacked and RabbitMQ gives it to another node.
 """
 
 from __future__ import annotations
@@ -24,15 +23,13 @@ from ..broker import Broker
 from ..names import queue_name
 from .acks import Acker
 from .delivery import Delivery
-from .settle import settle
+from .execution import Outcome
+from .pipeline import Pipeline
 from .slots import Slots
-from .worker import UNWIND_GRACE, Outcome, Stop, Worker
+from .worker import UNWIND_GRACE, Stop
 
 log = logging.getLogger(__name__)
 
-# A delivery we could not retry or bury goes back to the queue after this pause,
-# so a broker refusing the republish cannot make a node spin.
-BURY_RETRY_DELAY = 1.0
 # Time a job past its limit needs to be stopped and settled, on top of the limit.
 CONSUMER_TIMEOUT_MARGIN = 60.0
 
@@ -43,14 +40,15 @@ class QueueConsumer:
     def __init__(
         self,
         broker: Broker,
-        worker: Worker,
+        pipeline: Pipeline,
         partition: str,
         queue: str,
         concurrency: int,
         on_consume_ok: Callable[[QueueConsumer], None] | None = None,
     ) -> None:
         self.broker = broker
-        self.worker = worker
+        self.pipeline = pipeline
+        self.worker = pipeline.worker
         self.partition = partition
         self.queue = queue
         self.name = queue_name(partition, queue)
@@ -175,36 +173,19 @@ class QueueConsumer:
                 log.debug("closing channel of %s: %s", self.name, e)
 
     async def _on_delivery(self, raw: aiormq.abc.DeliveredMessage) -> None:
-        message = Delivery.from_raw(raw)
-        acker = self._acker
-        acker.track(message)
+        delivery = Delivery.from_raw(raw)
+        acker = self._acker  # the acker of the channel it came on, even if the channel is replaced
+        acker.track(delivery)
         await self.slots.acquire()
         outcome: Outcome | None = None
         try:
-            outcome = await self.worker.run(self.partition, self.queue, message.body)
-            await settle(self.broker, self.partition, self.queue, message, outcome, acker)
-        except Exception as e:  # the broker refused, or the channel went away under us
-            log.warning(
-                "could not settle job %s of %s (%s); RabbitMQ will deliver it again",
-                message.message_id,
-                self.name,
-                e,
-            )
-            await self._give_back(message, acker)
+            outcome = await self.pipeline.handle(self.partition, self.queue, delivery, acker)
         finally:
             if outcome is not None and outcome.lingering is not None:
-                # A job we could not stop still runs in its thread: keep its slot.
+                # A job we could not stop still runs in its thread (or a chain runs the
+                # jobs of its key): keep its slot.
                 await asyncio.wait({outcome.lingering})
             await self.slots.release()
-
-    async def _give_back(self, message: Delivery, acker: Acker) -> None:
-        """Requeue a delivery we could not settle, if its channel still lives."""
-        if self._channel is None or self._channel.is_closed:
-            return  # RabbitMQ requeues it with the channel
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(BURY_RETRY_DELAY)
-            await message.nack(requeue=True)
-            acker.settled(message)
 
 
 def _batch(concurrency: int) -> int:

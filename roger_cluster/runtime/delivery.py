@@ -55,6 +55,17 @@ class Delivery:
             return self._source.header.properties.message_id
         return self._source.message_id
 
+    @property
+    def delivery_count(self) -> int:
+        """How many times RabbitMQ delivered this message before (quorum queues count
+        them in the `x-delivery-count` header; 0 elsewhere)."""
+        if isinstance(self._source, aiormq.abc.DeliveredMessage):
+            headers = self._source.header.properties.headers
+        else:
+            headers = self._source.headers
+        count = headers.get("x-delivery-count") if headers else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
     async def ack(self, multiple: bool = False) -> None:
         """Ack this delivery (and, with `multiple`, every earlier one on its channel)."""
         await self._channel.basic_ack(self.delivery_tag, multiple=multiple)

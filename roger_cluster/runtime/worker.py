@@ -1,84 +1,40 @@
-"""Runs one delivered job, start to end, without touching AMQP.
+"""Runs the job of one execution and says how it ended; settles nothing.
 
-The steps read in order (Oban's executor): decode -> resolve the class from
-the allowlist -> cancelled already? -> before_run -> perform under the time
-limit, stoppable by a cancellation or shutdown -> callbacks -> an Outcome.
-The consumer turns the outcome into exactly one settlement of the message.
-Nothing here raises past `run`: a bad message or a failing job is an outcome,
-so a consumer never crashes and never loops on a message.
+`Worker.run` reads as its steps (Oban's executor): resolve the class from the
+allowlist -> cancelled already? -> before_run -> perform under the time limit,
+stoppable by a cancellation or a shutdown -> the outcome (a failure becomes a
+retry at the job's next level or a burial) -> callbacks -> metrics. It does no
+AMQP or etcd I/O: `settle.py` turns the outcome into exactly one settlement
+of the delivery. Whatever the job raises, `BaseException`s included, comes
+back as an outcome; only the cancellation of the node's own task passes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
-from ..codec import JobMessage, decode
-from ..errors import DecodeError, JobTimeout, UnknownJob
+from ..errors import JobTimeout, UnknownJob
 from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
-from .retry import next_delay
-
-
-class Gate(Protocol):
-    """What the worker asks about keyed jobs (runtime/serial.py's Coordinator)."""
-
-    async def admit(self, partition: str, message: JobMessage) -> Outcome:
-        """Park or wake an execution key; the outcome acks the delivery."""
-        ...
-
-    async def release_queue_key(self, partition: str, message: JobMessage) -> None:
-        """Free the queue key of a job that left its queue for good."""
-        ...
-
-    def serve(self, run_job: Callable[[str, str, bytes, int], Awaitable[Outcome]]) -> None:
-        """Learn how to run a job whose execution key is held."""
-        ...
-
+from . import retry
+from .execution import DONE, Action, Execution, Outcome
 
 log = logging.getLogger(__name__)
 
 # How long an async job gets to unwind after it was cancelled before its
 # slot is held as "lingering" instead.
 UNWIND_GRACE = 1.0
-
-
-class Action(enum.Enum):
-    """What the consumer does with the delivery."""
-
-    ACK = "ack"  # done, failed for good and logged, or cancelled
-    RETRY = "retry"  # publish `message` to the retry queue of `delay`, then ack
-    BURY = "bury"  # publish to the buried queue with `headers`, then ack
-    REQUEUE = "requeue"  # give it back to RabbitMQ (shutdown): not a retry
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one delivery."""
-
-    action: Action
-    reason: str = ""
-    headers: dict[str, Any] = field(default_factory=dict)
-    message: JobMessage | None = None
-    delay: int = 0
-    # A job that could not be stopped (a sync job's thread): its slot stays
-    # taken until this completes, so concurrency is never exceeded.
-    lingering: asyncio.Future[Any] | None = None
-    # How the job ended, for metrics: one of metrics.ENDINGS.
-    ending: str = "succeeded"
-
-
-DONE = Outcome(Action.ACK)
+CANCELLED = Outcome(Action.ACK, ending="cancelled")
 
 
 class Stop(enum.Enum):
@@ -96,19 +52,6 @@ class Running:
     started: float  # time.monotonic()
     stop: asyncio.Future[Stop]  # resolved with why the job must stop
     task: asyncio.Task[Any] | None = None  # an async job runs in its delivery's task
-
-
-def evidence(job_path: str, error: BaseException, node: str) -> dict[str, Any]:
-    """The headers a buried job carries: what failed, where and when."""
-    return {
-        "x-roger-reason": f"{type(error).__name__}: {error}",
-        "x-roger-error-type": type(error).__name__,
-        "x-roger-error-message": str(error),
-        "x-roger-traceback": "".join(traceback.format_exception(error))[-8000:],
-        "x-roger-node": node,
-        "x-roger-failed-at": time.time(),
-        "x-roger-job": job_path,
-    }
 
 
 class Worker:
@@ -130,13 +73,7 @@ class Worker:
         self.callbacks = callbacks
         self._executor = executor
         self.running: dict[JobRef, Running] = {}
-        self.coordinator: Gate | None = None
         self.metrics: Metrics | None = None
-
-    def coordinate(self, coordinator: Gate) -> None:
-        """Route keyed jobs through `coordinator` (queue keys, execution keys)."""
-        self.coordinator = coordinator
-        coordinator.serve(self.run_serialized)
 
     def stop_job(self, ref: JobRef, why: Stop) -> bool:
         """Ask a running job to stop; False if it does not run here."""
@@ -162,164 +99,141 @@ class Worker:
         """Ask every running job to stop; returns how many were asked."""
         return sum(self.stop_job(ref, why) for ref in list(self.running))
 
-    async def run(self, partition: str, queue: str, body: bytes) -> Outcome:
-        """Run the job in `body` (a delivery of a partition queue); returns what to do
-        with its message."""
-        return await self._run(partition, queue, body, None)
-
-    async def run_serialized(self, partition: str, queue: str, body: bytes, token: int) -> Outcome:
-        """Run a job of an execution key whose lock this node holds (`token` fences it)."""
-        return await self._run(partition, queue, body, token)
-
-    async def _run(self, partition: str, queue: str, body: bytes, token: int | None) -> Outcome:
-        try:
-            message = decode(body)
-            if token is None and self.coordinator is not None and message.execution_key is not None:
-                return await self.coordinator.admit(partition, message)
-            job_class = self.registry.resolve(message.job)
-        except (DecodeError, UnknownJob) as e:
-            log.error(
-                "burying message in %s-%s: %s",
-                partition,
-                queue,
-                e,
-                extra={"partition": partition, "queue": queue},
-            )
+    async def run(self, ex: Execution) -> Outcome:
+        """Run the job of `ex` (its message decoded); returns what to do with its delivery."""
+        outcome = self._refused(ex) or self._cancelled(ex)
+        if outcome is None:
             if self.metrics is not None:
-                self.metrics.ended(partition, queue, "buried")
-            return Outcome(
-                Action.BURY, str(e), {"x-roger-reason": str(e), "x-roger-node": self.node}, ending="buried"
-            )
-        job = job_class(message.args, job_id=message.id)
-        job.context = JobContext(
-            partition, message.queue, self.node, message.retry_count, message.enqueued_at, token
-        )
-        outcome = await self._run_job(partition, message, job)
-        if message.queue_key and outcome.action in (Action.ACK, Action.BURY) and self.coordinator:
-            await self.coordinator.release_queue_key(partition, message)
+                self.metrics.started(ex.partition, ex.queue)
+            outcome = await self._perform(ex)
+        await self._callbacks(ex, outcome)
+        if self.metrics is not None:
+            self._count(ex, outcome)
         return outcome
 
-    async def _run_job(self, partition: str, message: JobMessage, job: Job) -> Outcome:
-        if (partition, job.id) in self.cancellations:
-            log.info(
-                "job %s (%s) in %s was cancelled before it ran",
-                job.id,
-                message.job,
-                partition,
-                extra=_fields(partition, message),
-            )
-            await self.callbacks.fire("on_cancel", job)
-            if self.metrics is not None:
-                self.metrics.ended(partition, message.queue, "cancelled")
-            return DONE
+    # -- steps before perform
+
+    def _refused(self, ex: Execution) -> Outcome | None:
+        """Bury a message naming a class this node may not run; else make the job."""
+        message = ex.message
+        assert message is not None, "the pipeline decodes before the worker runs"
+        try:
+            job_class = self.registry.resolve(message.job)
+        except UnknownJob as e:
+            log.error("burying message in %s-%s: %s", ex.partition, ex.queue, e, extra=ex.log_fields())
+            return refused(str(e), self.node)
+        job = ex.job = job_class(message.args, job_id=message.id)
+        job.context = JobContext(
+            ex.partition, message.queue, self.node, message.retry_count, message.enqueued_at, ex.token
+        )
+        return None
+
+    def _cancelled(self, ex: Execution) -> Outcome | None:
+        assert ex.job is not None
+        if (ex.partition, ex.job.id) not in self.cancellations:
+            return None
+        log.info("job %s in %s was cancelled before it ran", ex.job.id, ex.partition, extra=ex.log_fields())
+        return CANCELLED
+
+    # -- perform
+
+    async def _perform(self, ex: Execution) -> Outcome:
+        job = ex.job
+        assert job is not None and ex.message is not None
         if "before_run" in self.callbacks:  # the hot path skips absent hooks without a call
             await self.callbacks.fire("before_run", job)
-        if self.metrics is None:
-            return await self._perform(partition, message, job)
-        started = time.monotonic()
-        self.metrics.started(partition, message.queue)
-        outcome = await self._perform(partition, message, job)
-        seconds = time.monotonic() - started
-        if outcome.ending in ("retried", "buried"):
-            self.metrics.ended(partition, message.queue, "failed", seconds)
-            self.metrics.ended(partition, message.queue, outcome.ending)
+        ref = (ex.partition, job.id)
+        stop: asyncio.Future[Stop] = asyncio.get_running_loop().create_future()
+        ex.started = time.monotonic()
+        if job.is_async() and job.max_execution_time is None:
+            return await self._perform_inline(ex, job, ref, stop)
+        work: asyncio.Future[Any]
+        if job.is_async():  # its own task, so a job that ignores cancellation cannot hold its delivery
+            work = asyncio.ensure_future(_contained(job.perform(ex.message.args)))
         else:
-            self.metrics.ended(partition, message.queue, outcome.ending, seconds)
-        return outcome
-
-    async def _perform(self, partition: str, message: JobMessage, job: Job) -> Outcome:
-        ref = (partition, job.id)
-        stop = asyncio.get_running_loop().create_future()
-        if not job.is_async():
-            self.running[ref] = running = Running(job, time.monotonic(), stop)
-            try:
-                return await self._perform_sync(partition, message, job, running)
-            finally:
-                self.running.pop(ref, None)
-        # An async job runs right in this task: no task or wait of its own per job.
-        self.running[ref] = Running(job, time.monotonic(), stop, asyncio.current_task())
-        limit = job.max_execution_time
-        deadline = asyncio.timeout(limit) if limit is not None else None
+            work = asyncio.get_running_loop().run_in_executor(self._executor, job.perform, ex.message.args)
+        task = work if isinstance(work, asyncio.Task) else None
+        self.running[ref] = running = Running(job, ex.started, stop, task)
         try:
-            async with deadline or contextlib.nullcontext():
-                try:
-                    result = await job.perform(message.args)
-                finally:
-                    self.running.pop(ref, None)  # no await between the job's end and this
+            return await self._perform_apart(ex, job, work, running)
+        finally:
+            self.running.pop(ref, None)
+
+    async def _perform_inline(
+        self, ex: Execution, job: Job, ref: JobRef, stop: asyncio.Future[Stop]
+    ) -> Outcome:
+        """An async job without a time limit runs right in this task: no task or wait of its
+        own per job. A cancellation lands in its current await."""
+        assert ex.message is not None
+        self.running[ref] = Running(job, ex.started, stop, asyncio.current_task())
+        try:
+            try:
+                result = await job.perform(ex.message.args)
+            finally:
+                self.running.pop(ref, None)  # no await between the job's end and this
         except asyncio.CancelledError:
             if not stop.done():
                 raise  # not ours to swallow: the node is aborting
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            job.request_stop()
-            return await self._stopped(partition, message, job, stop.result(), None)
-        except TimeoutError:
-            job.request_stop()
-            if deadline is not None and deadline.expired():
-                e = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
-            return await self._failed(partition, message, job, e)
-        except Exception as e:
-            return await self._failed(partition, message, job, e)
+            _uncancel()
+            return self._stopped(ex, stop.result(), None)
+        except BaseException as e:  # KeyboardInterrupt, SystemExit, GeneratorExit: still the job's
+            return self._failed(ex, e)
         if stop.done():  # the job swallowed our cancellation: it was still stopped
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            return await self._stopped(partition, message, job, stop.result(), None)
-        return await self._succeeded(partition, message, job, result)
+            _uncancel()
+            return self._stopped(ex, stop.result(), None)
+        return Outcome(Action.ACK, result=result) if "after_run" in self.callbacks else DONE
 
-    async def _perform_sync(self, partition: str, message: JobMessage, job: Job, running: Running) -> Outcome:
-        work = asyncio.get_running_loop().run_in_executor(self._executor, job.perform, message.args)
+    async def _perform_apart(
+        self, ex: Execution, job: Job, work: asyncio.Future[Any], running: Running
+    ) -> Outcome:
+        """A sync job (in a thread) or an async job with a time limit (in its own task):
+        stopped at its limit or when asked, and settled then even if it does not stop."""
         limit = job.max_execution_time
         done, _ = await asyncio.wait({work, running.stop}, timeout=limit, return_when="FIRST_COMPLETED")
         if work in done:
             running.stop.cancel()
             try:
                 result = work.result()
-            except Exception as e:
-                return await self._failed(partition, message, job, e)
-            return await self._succeeded(partition, message, job, result)
-        # A thread cannot be stopped: tell the job, and keep its slot until it returns.
+            except _Raised as e:
+                return self._failed(ex, e.error)
+            except BaseException as e:  # raised in the job's thread, SystemExit included
+                return self._failed(ex, e)
+            return Outcome(Action.ACK, result=result)
         job.request_stop()
+        if running.task is not None:
+            running.task.cancel()
+            await asyncio.wait({running.task}, timeout=UNWIND_GRACE)
+        # A thread cannot be stopped, nor a task that ignores its cancellation: the
+        # delivery is settled now, and the job keeps its slot until it returns.
         work.add_done_callback(_retrieve)
         lingering = None if work.done() else work
-        if running.stop.done():
-            return await self._stopped(partition, message, job, running.stop.result(), lingering)
-        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
-        return replace(await self._failed(partition, message, job, error), lingering=lingering)
-
-    async def _stopped(
-        self, partition: str, message: JobMessage, job: Job, why: Stop, lingering: asyncio.Future[Any] | None
-    ) -> Outcome:
-        if why is Stop.SHUTDOWN:
+        if lingering is not None:
             log.warning(
-                "job %s (%s) stopped by shutdown; back to its queue",
-                job.id,
-                message.job,
-                extra=_fields(partition, message),
+                "job %s does not stop; its slot stays taken until it returns", job.id, extra=ex.log_fields()
             )
-            return Outcome(Action.REQUEUE, lingering=lingering, ending="requeued")
-        log.info(
-            "job %s (%s) in %s cancelled while running",
-            job.id,
-            message.job,
-            partition,
-            extra=_fields(partition, message),
-        )
-        await self.callbacks.fire("on_cancel", job)
-        return replace(DONE, lingering=lingering, ending="cancelled")
+        if running.stop.done():
+            return self._stopped(ex, running.stop.result(), lingering)
+        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
+        return replace(self._failed(ex, error), lingering=lingering)
 
-    async def _succeeded(self, partition: str, message: JobMessage, job: Job, result: Any) -> Outcome:
-        log.debug("job %s (%s) done in %s", job.id, message.job, partition, extra=_fields(partition, message))
-        if "after_run" in self.callbacks:
-            await self.callbacks.fire("after_run", job, result)
-        return DONE
+    # -- outcomes
 
-    async def _failed(self, partition: str, message: JobMessage, job: Job, error: BaseException) -> Outcome:
-        await self.callbacks.fire("on_error", job, error)
+    def _stopped(self, ex: Execution, why: Stop, lingering: asyncio.Future[Any] | None) -> Outcome:
+        assert ex.job is not None
+        ex.job.request_stop()
+        if why is Stop.SHUTDOWN:
+            log.warning("job %s stopped by shutdown; back to its queue", ex.job.id, extra=ex.log_fields())
+            return Outcome(Action.REQUEUE, ending="requeued", lingering=lingering)
+        log.info("job %s in %s cancelled while running", ex.job.id, ex.partition, extra=ex.log_fields())
+        return Outcome(Action.ACK, ending="cancelled", lingering=lingering)
+
+    def _failed(self, ex: Execution, error: BaseException) -> Outcome:
+        """A retry at the job's next level, or a burial once its levels ran out."""
+        job, message = ex.job, ex.message
+        assert job is not None and message is not None
         levels = job.retry_levels if job.retry_levels is not None else self.retry_levels
-        delay = next_delay(levels, message.retry_count) if job.retryable else None
-        where = f"job {job.id} ({message.job}) in {partition}-{message.queue}"
+        delay = retry.next_delay(levels, message.retry_count) if job.retryable else None
+        where = f"job {job.id} ({message.job}) in {ex.partition}-{message.queue}"
         if delay is not None:
             log.warning(
                 "%s failed (%s: %s); retry %d in %ds",
@@ -328,21 +242,89 @@ class Worker:
                 error,
                 message.retry_count + 1,
                 delay,
-                extra=_fields(partition, message),
+                extra=ex.log_fields(),
             )
-            retry = replace(message, retry_count=message.retry_count + 1)
-            return Outcome(Action.RETRY, str(error), message=retry, delay=delay, ending="retried")
-        log.error("%s failed for good; burying it", where, exc_info=error, extra=_fields(partition, message))
-        await self.callbacks.fire("on_buried", job, error)
-        return Outcome(Action.BURY, str(error), evidence(message.job, error, self.node), ending="buried")
+            again = replace(message, retry_count=message.retry_count + 1)
+            return Outcome(Action.RETRY, ending="retried", error=error, message=again, delay=delay)
+        log.error("%s failed for good; burying it", where, exc_info=error, extra=ex.log_fields())
+        headers = evidence(message.job, error, self.node)
+        return Outcome(Action.BURY, ending="buried", error=error, headers=headers)
+
+    # -- steps after perform
+
+    async def _callbacks(self, ex: Execution, outcome: Outcome) -> None:
+        """The application's hooks for how the job ended; a failing hook changes nothing."""
+        job, ending = ex.job, outcome.ending
+        if job is None:
+            return
+        if ending == "succeeded":
+            if "after_run" in self.callbacks:
+                await self.callbacks.fire("after_run", job, outcome.result)
+        elif ending == "cancelled":
+            await self.callbacks.fire("on_cancel", job)
+        elif outcome.error is not None:
+            await self.callbacks.fire("on_error", job, outcome.error)
+            if ending == "buried":
+                await self.callbacks.fire("on_buried", job, outcome.error)
+
+    def _count(self, ex: Execution, outcome: Outcome) -> None:
+        assert self.metrics is not None
+        partition, queue, ending = ex.partition, ex.queue, outcome.ending
+        if not ex.started:  # never ran: refused or cancelled before it started
+            self.metrics.ended(partition, queue, "buried" if ending == "refused" else ending)
+            return
+        seconds = time.monotonic() - ex.started
+        if ending in ("retried", "buried"):
+            self.metrics.ended(partition, queue, "failed", seconds)
+            self.metrics.ended(partition, queue, ending)
+        else:
+            self.metrics.ended(partition, queue, ending, seconds)
+
+
+def evidence(job_path: str, error: BaseException, node: str) -> dict[str, Any]:
+    """The headers a buried job carries: what failed, where and when."""
+    return {
+        "x-roger-reason": f"{type(error).__name__}: {error}",
+        "x-roger-error-type": type(error).__name__,
+        "x-roger-error-message": str(error),
+        "x-roger-traceback": "".join(traceback.format_exception(error))[-8000:],
+        "x-roger-node": node,
+        "x-roger-failed-at": time.time(),
+        "x-roger-job": job_path,
+    }
+
+
+def refused(reason: str, node: str) -> Outcome:
+    """Bury a message that cannot run here (not a job, a class not allowed), with the reason."""
+    return Outcome(Action.BURY, ending="refused", headers={"x-roger-reason": reason, "x-roger-node": node})
+
+
+class _Raised(Exception):
+    """What an async job running in its own task raised, carried out of the task: a task
+    that raises KeyboardInterrupt or SystemExit would stop the event loop."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+async def _contained(work: Awaitable[Any]) -> Any:
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise
+    except BaseException as e:
+        raise _Raised(e) from None
+
+
+def _uncancel() -> None:
+    """Our own cancel of the delivery's task was delivered: the task goes on to settle."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Consume a stopped job's late result or error, so asyncio does not warn about it."""
     if not future.cancelled():
         future.exception()
-
-
-def _fields(partition: str, message: JobMessage) -> dict[str, str]:
-    """What every log record about a job carries (the JSON log format shows them)."""
-    return {"job_id": message.id, "job_class": message.job, "partition": partition, "queue": message.queue}
