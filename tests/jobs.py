@@ -241,3 +241,24 @@ class SyncRaisesBase(Job):
     def perform(self, args: Any) -> None:
         mark(self, "start")
         raise _BASE_EXCEPTIONS[args["error"]]("raised by the job")
+
+
+# -- pipeline tests (A) --
+
+
+class RaisesTimeout(Job):
+    """Retryable (twice, 1 s apart), no time limit; raises TimeoutError itself."""
+
+    retryable = True
+    retry_levels = (1, 1)
+
+    async def perform(self, args: Any) -> None:
+        mark(self, "start")
+        raise TimeoutError("upstream timed out")
+
+
+class UniqueCrash(Crash):
+    """Kills its node every time it runs, like `Crash`; has a queue key like `Unique`."""
+
+    def queue_key(self, args: Any) -> str | None:
+        return str(args["key"])
