@@ -100,6 +100,16 @@ def control_queue_name(namespace: str, node: str) -> str:
     return name
 
 
+def release_queue_name(namespace: str) -> str:
+    """The queue of queue-key releases a node could not do when its job ended (etcd was
+    unreachable): one per namespace, consumed by every node. Starts with `roger.` like
+    the control queues, so no partition queue can have its name."""
+    name = f"roger.{namespace.strip('/')}.key-releases"
+    if len(name.encode()) > 255:  # an AMQP short string
+        raise ConfigError(f"release queue name {name[:40]!r}… is longer than 255 bytes")
+    return name
+
+
 MAX_CONCURRENCY = 10_000
 
 

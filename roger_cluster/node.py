@@ -36,7 +36,7 @@ from .placement import NodeProfile, desired_queues, draining_partitions
 from .runtime.chains import Chains
 from .runtime.consumer import QueueConsumer
 from .runtime.pipeline import Pipeline
-from .runtime.release import Releaser
+from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
 from .runtime.worker import Stop, Worker
 
@@ -86,7 +86,9 @@ class Node:
         self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
         self._drain_reports = DrainReports(self.etcd, config.etcd.namespace, config.name)
         self.cancellations = Cancellations(config.etcd.namespace)
-        self.releaser = Releaser()  # keys freed after their jobs were settled
+        self.releaser = Releaser(self.broker, self.etcd, config.etcd.namespace)  # keys of settled jobs
+        self.release_queue = ReleaseQueue(self.broker, self.etcd, config.etcd.namespace)
+        self.release_queue.on_closed(self._dirty.set)
         self.exec_keys = ExecKeys(self.etcd, config.etcd.namespace)
         self.chains = Chains(
             self.broker, self.exec_keys, config.name, self._lease_id, self.releaser, config.waiting_idle
@@ -238,6 +240,7 @@ class Node:
     async def _close_clients(self) -> None:
         if self.control is not None:
             await self.control.close()
+        await self.release_queue.close()
         await self.broker.close()
         await self.etcd.close()
 
@@ -319,18 +322,20 @@ class Node:
             self.converged.set()
 
     async def _start_control(self) -> None:
-        """Answer control requests (again, after a reconnect); a no-op while it runs.
+        """Answer control requests and consume the release queue (again, after a
+        reconnect); a no-op while they run.
 
-        A failure (the queue still held by our previous connection) is retried
-        soon, and never keeps the node from converging its queues.
+        A failure (the control queue still held by our previous connection) is
+        retried soon, and never keeps the node from converging its queues.
         """
-        if self.control is None or self.control.is_alive:
-            return
-        try:
-            await self.control.start()
-        except RogerError as e:
-            log.warning("cannot answer control requests yet (%s); trying again", e)
-            asyncio.get_running_loop().call_later(CONTROL_RETRY_DELAY, self._dirty.set)
+        for part, what in ((self.control, "answer control requests"), (self.release_queue, "release keys")):
+            if part is None or part.is_alive:
+                continue
+            try:
+                await part.start()
+            except RogerError as e:
+                log.warning("cannot %s yet (%s); trying again", what, e)
+                asyncio.get_running_loop().call_later(CONTROL_RETRY_DELAY, self._dirty.set)
 
     def _settled(self, queue_id: QueueId, concurrency: int) -> bool:
         consumer = self.consumers.get(queue_id)
@@ -375,6 +380,7 @@ class Node:
         await self._drain_reports.report(draining, frozenset(busy), self.membership.lease_id)
 
     async def _reconnect_broker(self) -> None:
+        await self.release_queue.close()
         for consumer in self.consumers.values():
             await consumer.close()
         self.consumers.clear()

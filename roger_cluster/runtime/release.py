@@ -1,36 +1,98 @@
-"""Freeing keys after a job was settled: tried now, then again in the background.
+"""Freeing keys after a job was settled: tried now, then again until it works.
 
 A job that finished is acked whatever etcd says (a finished job must not run
-again because etcd was unreachable). What it held in etcd (its queue key, its
-place in an execution key's count, the key's lock) is freed after the settle:
-the first attempt right away, then, while etcd does not answer, again with a
-backoff until it does or the node stops. A node that stops with releases
-still pending logs them; an execution-key lock goes with the node's lease.
+again because etcd was unreachable). What it held in etcd is freed after the
+settle, by a `Releaser`:
+
+- its queue key: tried at once; if etcd does not answer, the release is
+  written down in RabbitMQ, in the namespace's release queue
+  (`names.release_queue_name`), which every node consumes (`ReleaseQueue`)
+  and acks only once etcd took the release. So a node killed during an etcd
+  outage leaves no queue key held for ever. Releases are idempotent: a key
+  is deleted only while it still names the job.
+- its place in an execution key's count and the key's lock: tried at once,
+  then again in the background. A lock goes with the node's lease anyway,
+  and a count left too high is reset by the key's next holder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from ..errors import RogerError
+import msgpack
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from ..broker import Broker
+from ..cluster.etcd import Etcd
+from ..cluster.queuekeys import release as release_queue_key
+from ..codec import CONTENT_TYPE
+from ..errors import DecodeError, RogerError
+from ..names import release_queue_name
 
 log = logging.getLogger(__name__)
 
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+RELEASE_VERSION = 1
+RELEASE_PREFETCH = 20
+
+Release = Callable[[], Awaitable[object]]
+
+
+def encode_release(partition: str, key: str, job_id: str) -> bytes:
+    """A queue-key release as the release queue carries it."""
+    fields = {"v": RELEASE_VERSION, "partition": partition, "key": key, "job": job_id}
+    body: bytes = msgpack.packb(fields, use_bin_type=True)
+    return body
+
+
+def decode_release(body: bytes) -> tuple[str, str, str]:
+    """(partition, key, job id) of a release; DecodeError if it is not one."""
+    try:
+        fields = msgpack.unpackb(body, raw=False)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise DecodeError(f"release is not valid msgpack: {e}") from e
+    if not isinstance(fields, dict) or fields.get("v") != RELEASE_VERSION:
+        raise DecodeError(f"release is not a version {RELEASE_VERSION} map")
+    values = fields.get("partition"), fields.get("key"), fields.get("job")
+    if not all(isinstance(v, str) and v for v in values):
+        raise DecodeError("release needs string 'partition', 'key' and 'job'")
+    return values  # type: ignore[return-value]
+
+
+async def until_done(what: str, release: Release) -> None:
+    """Run `release` until it succeeds, with a backoff; logs the first failure."""
+    attempt = 0
+    while True:
+        try:
+            await release()
+            if attempt:
+                log.info("could %s after %d more attempt(s)", what, attempt)
+            return
+        except RogerError as e:
+            (log.warning if attempt == 0 else log.debug)("cannot %s yet (%s); trying again", what, e)
+        except Exception:  # a fault we did not map: keep it visible, keep trying
+            log.exception("unexpected error trying to %s", what)
+        await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+        attempt += 1
 
 
 class Releaser:
-    """Runs releases (idempotent etcd operations) until each succeeded."""
+    """Frees what settled jobs held in etcd, until each release succeeded."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker: Broker, etcd: Etcd, namespace: str) -> None:
+        self.broker = broker
+        self.etcd = etcd
+        self.namespace = namespace
         self._pending: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    async def now(self, what: str, release: Callable[[], Awaitable[object]]) -> bool:
+    async def now(self, what: str, release: Release) -> bool:
         """Try `release` once now; if etcd fails, keep trying in the background.
         Returns whether it is done."""
         try:
@@ -38,30 +100,39 @@ class Releaser:
             return True
         except RogerError as e:
             log.warning("could not %s (%s); trying again in the background", what, e)
-        self.later(what, release, first=BACKOFF[0])
+        self.later(what, release)
         return False
 
-    def later(self, what: str, release: Callable[[], Awaitable[object]], first: float = 0.0) -> None:
-        """Run `release` in the background until it succeeds."""
-        task = asyncio.ensure_future(self._until_done(what, release, first))
+    def later(self, what: str, release: Release) -> None:
+        """Run `release` in the background until it succeeds (or the node stops)."""
+        self._spawn(until_done(what, release))
+
+    def queue_key(self, partition: str, key: str, job_id: str) -> None:
+        """Free a settled job's queue key: now, else through the release queue."""
+        self._spawn(self._queue_key(partition, key, job_id))
+
+    async def _queue_key(self, partition: str, key: str, job_id: str) -> None:
+        try:
+            await release_queue_key(self.etcd, self.namespace, partition, key, job_id)
+            return
+        except RogerError as e:
+            what = f"release queue key {key} of job {job_id} in {partition}"
+            log.warning("could not %s (%s); handing it to the release queue", what, e)
+        body = encode_release(partition, key, job_id)
+        try:
+            await self.broker.publish_bytes(
+                body, release_queue_name(self.namespace), {"content_type": CONTENT_TYPE}
+            )
+        except RogerError as e:  # RabbitMQ refused too: keep it in memory
+            log.warning("could not hand the release of queue key %s to the release queue (%s)", key, e)
+            await until_done(
+                what, lambda: release_queue_key(self.etcd, self.namespace, partition, key, job_id)
+            )
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-
-    async def _until_done(self, what: str, release: Callable[[], Awaitable[object]], first: float) -> None:
-        await asyncio.sleep(first)
-        attempt = 0
-        while True:
-            try:
-                await release()
-                if attempt:
-                    log.info("could %s after %d more attempt(s)", what, attempt)
-                return
-            except RogerError as e:
-                (log.warning if attempt == 0 else log.debug)("cannot %s yet (%s); trying again", what, e)
-            except Exception:  # a fault we did not map: keep it visible, keep trying
-                log.exception("unexpected error trying to %s", what)
-            await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
-            attempt += 1
 
     async def close(self, timeout: float) -> None:
         """Give pending releases up to `timeout` seconds, then stop them (logged)."""
@@ -71,5 +142,90 @@ class Releaser:
         for task in left:
             task.cancel()
         if left:
-            log.warning("%d key release(s) not done at shutdown; such keys stay held", len(left))
+            log.warning("%d key release(s) not done at shutdown", len(left))
         await asyncio.gather(*left, return_exceptions=True)
+
+
+class ReleaseQueue:
+    """Consumes the namespace's release queue: queue-key releases that nodes could not do.
+
+    Each is acked once etcd took it; a node that stops or dies leaves its
+    unacked releases to the other nodes. `start()` is idempotent: the node
+    calls it whenever it converges, as for its control queue.
+    """
+
+    def __init__(self, broker: Broker, etcd: Etcd, namespace: str) -> None:
+        self.broker = broker
+        self.etcd = etcd
+        self.namespace = namespace
+        self.queue_name = release_queue_name(namespace)
+        self._channel: AbstractChannel | None = None
+        self._on_closed: Callable[[], None] | None = None
+        self._working: set[asyncio.Task[Any]] = set()
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the release queue is being consumed."""
+        return self._channel is not None and not self._channel.is_closed
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the channel closes for any reason but our own close()."""
+        self._on_closed = callback
+
+    async def start(self) -> None:
+        """Declare the release queue and consume it, unless already doing so."""
+        if self.is_alive:
+            return
+        await self.close()
+        channel = await self.broker.channel(prefetch=RELEASE_PREFETCH)
+        try:
+            queue = await channel.declare_queue(
+                self.queue_name, durable=True, arguments={"x-queue-type": self.broker.config.queue_type}
+            )
+            await queue.consume(self._on_release)
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise RogerError(f"cannot consume release queue {self.queue_name}: {e}") from e
+        self._channel = channel
+        channel.close_callbacks.add(self._closed)
+
+    def _closed(self, channel: object, *_: object) -> None:
+        if channel is self._channel:
+            self._channel = None
+            if self._on_closed is not None:
+                self._on_closed()
+
+    async def close(self) -> None:
+        """Stop consuming; unacked releases go back to the queue."""
+        for task in list(self._working):
+            task.cancel()
+        await asyncio.gather(*self._working, return_exceptions=True)
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _on_release(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._working.add(task)
+        try:
+            try:
+                partition, key, job_id = decode_release(message.body)
+            except DecodeError as e:
+                log.error("dropping a message of %s that is not a release: %s", self.queue_name, e)
+                await message.ack()
+                return
+            await until_done(
+                f"release queue key {key} of job {job_id} in {partition}",
+                lambda: release_queue_key(self.etcd, self.namespace, partition, key, job_id),
+            )
+            await message.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the channel went away: the release goes back to the queue
+            log.debug("release of %s not acked: %s", message.message_id, e)
+        finally:
+            if task is not None:
+                self._working.discard(task)

@@ -17,7 +17,6 @@ import logging
 
 from ..broker import Broker
 from ..cluster.execkeys import ExecKeys
-from ..cluster.queuekeys import release as release_queue_key
 from ..names import buried_queue_name
 from .acks import Acker
 from .execution import Action, Execution, Outcome
@@ -101,8 +100,4 @@ class Settler:
             )
         left = outcome.action is not Action.RETRY and outcome.ending != "parked"  # gone for good
         if message.queue_key is not None and left:
-            queue_key, etcd, namespace = message.queue_key, self.exec_keys.etcd, self.exec_keys.namespace
-            self.releaser.later(
-                f"release queue key {queue_key} of job {message.id}",
-                lambda: release_queue_key(etcd, namespace, ex.partition, queue_key, message.id),
-            )
+            self.releaser.queue_key(ex.partition, message.queue_key, message.id)

@@ -17,6 +17,7 @@ import pytest
 
 from ..client import Client
 from ..management import Management
+from ..names import release_queue_name
 from .nodes import NodeFactory
 from .servers import (
     EtcdEndpoint,
@@ -87,6 +88,7 @@ async def roger_client(
         etcd = await client.etcd()
         await etcd.delete_prefix(roger_namespace + "/")
     await roger_management.delete_queues(roger_partition + "-")
+    await roger_management.delete_queues(release_queue_name(roger_namespace))  # the nodes' release queue
 
 
 @pytest.fixture

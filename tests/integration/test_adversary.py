@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from roger_cluster import Client, Job, RogerError
+from roger_cluster.management import Management
+from roger_cluster.names import release_queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import EtcdServer
 from tests import jobs
@@ -203,3 +205,52 @@ def _enqueues(client: Client, job: Job, partition: str) -> Callable[[], Awaitabl
         return True
 
     return check
+
+
+async def test_a_node_killed_while_etcd_is_down_leaves_no_queue_key_held(
+    private_etcd: EtcdServer,
+    roger_rabbitmq_url: str,
+    roger_namespace: str,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger"
+    p = roger_partition
+    etcd = private_etcd.endpoint.endpoints
+    factory = NodeFactory(roger_rabbitmq_url, etcd, roger_namespace, tmp_path)
+    try:
+        async with Client(roger_rabbitmq_url, etcd, roger_namespace) as client:
+            await client.start_partition(p, {"default": 5})
+            victim = await factory.start(jobs="tests.jobs")
+            unique = [
+                jobs.Unique.create({"ledger": str(ledger), "key": f"k{i}", "sleep": 1.5}) for i in range(3)
+            ]
+            await client.enqueue_many(unique, p)
+            await eventually(lambda: all(events(ledger, "start", j.id) for j in unique), timeout=15)
+            private_etcd.stop()
+            await eventually(lambda: all(ended(ledger)[j.id] == 1 for j in unique), timeout=15)
+
+            async def handed_over() -> bool:  # the releases wait in RabbitMQ, not in the node's memory
+                stats = await (await client.broker()).stats(release_queue_name(roger_namespace))
+                return (
+                    stats is not None
+                    and stats.ready + (await _unacked(roger_management, roger_namespace)) == 3
+                )
+
+            await eventually(handed_over, timeout=15)
+            victim.kill()
+            private_etcd.start()
+            await factory.start(jobs="tests.jobs")
+            for job in unique:
+                again = jobs.Unique.create({**job.args, "sleep": 0})
+                await eventually(_enqueues(client, again, p), timeout=30)
+            assert all(ended(ledger)[j.id] == 1 for j in unique)
+    finally:
+        factory.cleanup()
+        await roger_management.delete_queues(p + "-")
+        await roger_management.delete_queues(release_queue_name(roger_namespace))
+
+
+async def _unacked(management: Management, namespace: str) -> int:
+    return await management.unacked(release_queue_name(namespace)) or 0
