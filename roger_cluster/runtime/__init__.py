@@ -1,1 +1,2 @@
-"""Executing jobs: consumers do the AMQP I/O, the worker runs one job."""
+"""Executing jobs, one way: consumers take deliveries, the pipeline decodes them, the
+worker runs the job and says how it ended, the settler settles it and frees its keys."""

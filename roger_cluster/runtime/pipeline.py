@@ -53,6 +53,7 @@ class Pipeline:
     async def _run(self, ex: Execution) -> Outcome:
         rejected = self._reject(ex)
         if rejected is not None:
+            self.worker.record(ex, rejected)
             return rejected
         message = ex.message
         assert message is not None

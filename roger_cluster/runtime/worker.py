@@ -107,8 +107,7 @@ class Worker:
                 self.metrics.started(ex.partition, ex.queue)
             outcome = await self._perform(ex)
         await self._callbacks(ex, outcome)
-        if self.metrics is not None:
-            self._count(ex, outcome)
+        self.record(ex, outcome)
         return outcome
 
     # -- steps before perform
@@ -267,8 +266,10 @@ class Worker:
             if ending == "buried":
                 await self.callbacks.fire("on_buried", job, outcome.error)
 
-    def _count(self, ex: Execution, outcome: Outcome) -> None:
-        assert self.metrics is not None
+    def record(self, ex: Execution, outcome: Outcome) -> None:
+        """Count how the execution ended in the node's metrics (if it serves them)."""
+        if self.metrics is None:
+            return
         partition, queue, ending = ex.partition, ex.queue, outcome.ending
         if not ex.started:  # never ran: refused or cancelled before it started
             self.metrics.ended(partition, queue, "buried" if ending == "refused" else ending)
