@@ -262,3 +262,18 @@ class UniqueCrash(Crash):
 
     def queue_key(self, args: Any) -> str | None:
         return str(args["key"])
+
+
+# -- serial fault tests (B) --
+
+
+class SerialCrash(Job):
+    """A serialized job (execution key from args["key"]) that kills its node every time it runs."""
+
+    def execution_key(self, args: Any) -> str | None:
+        return str(args["key"])
+
+    def perform(self, args: Any) -> None:
+        token = self.context.fencing_token if self.context else None
+        mark(self, "start", token=token)
+        os._exit(3)
