@@ -156,8 +156,10 @@ class ExecKeys:
             if ok:
                 return
 
-    async def release_if_idle(self, partition: str, key: str) -> bool:
-        """Drop the lock if no job waits (in one transaction); False if some do.
+    async def release_if_idle(self, partition: str, key: str, token: int) -> bool:
+        """Drop the lock taken with `token` if no job waits (in one transaction); False if
+        some do. True as well if the lock is no longer ours (our lease expired): a
+        newer holder's lock is never dropped here.
 
         The count stays, at zero, with the time the key went idle: an idle
         waiting queue is deleted later (`sweep_idle`), not by every holder.
@@ -170,8 +172,8 @@ class ExecKeys:
             ops = [op_delete(lock)]
             if not seen.deleting:
                 ops.append(op_put(waiting, seen.encode(0, idle_since=time.time())))
-            ok, _ = await self.etcd.txn([unchanged(waiting, seen.kv)], ops)
-            if ok:
+            ok, _ = await self.etcd.txn([unchanged(waiting, seen.kv), created_at(lock, token)], ops)
+            if ok or not await self.holds(partition, key, token):
                 return True
 
     async def release(self, partition: str, key: str, token: int) -> None:

@@ -126,9 +126,9 @@ class Chains:
         """
         interval = min(TEND_INTERVAL, max(self.idle_after / 2, 0.5))
 
-        async def scan() -> None:
+        async def scan(grace: float = ORPHAN_GRACE) -> None:
             try:
-                for partition, key, queue in await self.exec_keys.orphans(ORPHAN_GRACE):
+                for partition, key, queue in await self.exec_keys.orphans(grace):
                     log.info(
                         "execution key %s of %s has waiting jobs and no holder; waking it", key, partition
                     )
@@ -137,7 +137,9 @@ class Chains:
                 log.warning("cannot check execution keys: %s", e)
 
         async def on_reset(_: dict[str, bytes]) -> None:
-            await scan()
+            # Locks may have gone while we did not watch (our own lost lease, revoked at a
+            # restart): wake every orphan, even one being parked (its holder waits for it).
+            await scan(grace=0.0)
 
         async def on_events(events: list[WatchEvent]) -> None:
             for event in events:
@@ -224,7 +226,7 @@ class Chain:
             message = await self._waiting.get(fail=False)
             if message is not None:
                 return Delivery.from_message(message)
-            if await exec_keys.release_if_idle(partition, key):
+            if await exec_keys.release_if_idle(partition, key, self.token):
                 self._done = True
                 break
             empty_gets += 1

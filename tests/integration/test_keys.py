@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from roger_cluster import Client, DuplicateJob
+from roger_cluster.cluster.execkeys import ExecKeys
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
@@ -199,3 +200,25 @@ async def test_a_purge_frees_the_queue_keys_of_the_purged_jobs(
     assert await roger_client.purge_queue(roger_partition, "default") == 4
     again = [jobs.Unique.create({"ledger": "/dev/null", "key": f"k{i}"}) for i in range(3)]
     await roger_client.enqueue_many(again, roger_partition)
+
+
+async def test_a_holder_that_lost_its_lock_never_drops_the_new_holders_lock(
+    roger_client: Client, roger_partition: str
+) -> None:
+    etcd = await roger_client.etcd()
+    exec_keys = ExecKeys(etcd, roger_client.namespace)
+    old_lease, new_lease = await etcd.grant(30), await etcd.grant(30)
+    old = await exec_keys.acquire(roger_partition, "k", old_lease, b"old")
+    assert old is not None
+    await etcd.revoke(old_lease)  # its lease expired: the lock went with it
+    new = await exec_keys.acquire(roger_partition, "k", new_lease, b"new")
+    assert new is not None and new > old
+
+    # The old holder, finding the queue empty, "releases": the new holder's lock stays.
+    assert await exec_keys.release_if_idle(roger_partition, "k", old) is True
+    assert await exec_keys.holds(roger_partition, "k", new)
+    await exec_keys.release(roger_partition, "k", old)
+    assert await exec_keys.holds(roger_partition, "k", new)
+    assert await exec_keys.release_if_idle(roger_partition, "k", new) is True
+    assert not await exec_keys.holds(roger_partition, "k", new)
+    await etcd.revoke(new_lease)
