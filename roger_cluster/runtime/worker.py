@@ -197,7 +197,7 @@ class Worker:
                 return self._failed(ex, e.error)
             except BaseException as e:  # raised in the job's thread, SystemExit included
                 return self._failed(ex, e)
-            return Outcome(Action.ACK, result=result)
+            return Outcome(Action.ACK, result=result) if "after_run" in self.callbacks else DONE
         job.request_stop()
         if running.task is not None:
             running.task.cancel()
