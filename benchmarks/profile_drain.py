@@ -30,7 +30,7 @@ from roger_cluster import Client
 from roger_cluster.broker import Broker
 from roger_cluster.cluster.partitions import PartitionSpec, put_partition
 from roger_cluster.demo import Noop
-from roger_cluster.names import buried_queue_name, queue_name
+from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
 from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 from roger_cluster.testing.wait import eventually
@@ -131,7 +131,8 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
 
 async def drop_queues(broker: Broker, partition: str) -> None:
     channel = await broker.channel()
-    for name in (queue_name(partition, QUEUE), buried_queue_name(partition, QUEUE)):
+    names = (queue_name(partition, QUEUE), buried_queue_name(partition, QUEUE), release_queue_name(partition))
+    for name in names:
         await channel.queue_delete(name)
     await channel.close()
     await channel.close()

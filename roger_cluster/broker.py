@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, DeliveryMode
+from aio_pika.connection import make_url
 from pamqp import commands as spec
 
 from .codec import CONTENT_TYPE, JobMessage, encode
@@ -129,7 +130,7 @@ class Broker:
 
     async def connect(self) -> None:
         """Open the connection (plain, not robust: reconnecting is the owner's job)."""
-        self._forget_channels()
+        await self.close()  # a connection the broker dropped is closed too, not left to the GC
         self._declared.clear()
         urls = self.config.urls
         error: BaseException | None = None
@@ -137,18 +138,22 @@ class Broker:
         # broker that went down is tried last.
         for step in range(1, len(urls) + 1):
             index = (self._url_index + step) % len(urls)
+            # Made here rather than by aio_pika.connect, so that a failed attempt is closed:
+            # an unclosed aio-pika connection schedules its close from __del__, which
+            # outside a running loop leaves a "never awaited" coroutine behind.
+            connection = aio_pika.Connection(
+                make_url(urls[index]),
+                client_properties=self._client_properties(),
+                ssl_context=self._ssl_context(urls[index]),
+            )
             try:
-                self.connection = await asyncio.wait_for(
-                    aio_pika.connect(
-                        urls[index],
-                        client_properties=self._client_properties(),
-                        ssl_context=self._ssl_context(urls[index]),
-                    ),
-                    self.config.connect_timeout,
-                )
+                await asyncio.wait_for(connection.connect(), self.config.connect_timeout)
             except _CONNECTION_ERRORS as e:
                 error = e
+                with contextlib.suppress(Exception):
+                    await connection.close()
                 continue
+            self.connection = connection
             self._url_index = index
             if len(urls) > 1:
                 log.info("connected to RabbitMQ at %s", self.config.describe(urls[index]))

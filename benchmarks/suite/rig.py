@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from benchmarks.peers import tally
 from roger_cluster import Client
-from roger_cluster.names import buried_queue_name, queue_name
+from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
 from roger_cluster.testing.nodes import NodeFactory, NodeProcess
 
 from . import jobs
@@ -200,6 +200,11 @@ class Rig:
                 await client.close()
             await delete_queues(self.amqp, self.partitions)
             self.partitions.clear()
+            channel = await self.amqp.channel()  # the nodes' queue of key releases
+            try:
+                await channel.queue_delete(release_queue_name(self.tag))
+            finally:
+                await channel.close()
 
 
 def dead_nodes(nodes: list[NodeProcess]) -> Callable[[], str | None]:
