@@ -78,6 +78,29 @@ class Waiting:
         return json.dumps(data).encode()
 
 
+Unheld = tuple[str, str, Waiting]  # (partition, key id, count) of a key no node holds
+
+
+def orphans(unheld: list[Unheld], grace: float = 0.0) -> list[Unheld]:
+    """Unheld keys with waiting jobs: to wake.
+
+    A key whose last job was counted in less than `grace` seconds ago is left
+    out: its park is likely under way, and wakes the key itself once published.
+    """
+    recent = time.time() - grace
+    return [(p, k, w) for p, k, w in unheld if w.count > 0 and (w.parked_at or 0) <= recent]
+
+
+def idle(unheld: list[Unheld], idle_for: float) -> list[Unheld]:
+    """Unheld keys no job waited for in `idle_for` seconds: their waiting queues can go."""
+    cutoff = time.time() - idle_for
+    return [
+        (p, k, w)
+        for p, k, w in unheld
+        if w.count == 0 and not w.deleting and w.idle_since is not None and w.idle_since <= cutoff
+    ]
+
+
 # How long a park waits for a node deleting the key's idle waiting queue.
 CLEANUP_WAIT = 10.0
 
@@ -192,44 +215,20 @@ class ExecKeys:
         ok, _ = await self.etcd.txn([unchanged(waiting, seen.kv)], [op_put(waiting, seen.encode(0))])
         return ok
 
-    async def orphans(self, grace: float = 0.0) -> list[tuple[str, str, str]]:
-        """Keys with waiting jobs and no lock: (partition, key id, queue) to wake.
-
-        A key whose last job was counted in less than `grace` seconds ago is left
-        out: its park is likely under way, and wakes the key itself once published.
-        """
+    async def unheld(self) -> list[Unheld]:
+        """Every counted key no node holds: (partition, key id, its count), in two reads.
+        `orphans` and `idle` pick from it what to wake and what to delete."""
         locks_prefix = keys.exec_locks_prefix(self.namespace)
         waiting_prefix = keys.exec_waiting_prefix(self.namespace)
         locks, _ = await self.etcd.get_prefix(locks_prefix)
         held = {keys.name_of(locks_prefix, kv.key) for kv in locks}
         counts, _ = await self.etcd.get_prefix(waiting_prefix)
-        recent = time.time() - grace
         found = []
         for kv in counts:
             name = keys.name_of(waiting_prefix, kv.key)
-            waiting = Waiting.read(kv)
-            if name not in held and waiting.count > 0 and (waiting.parked_at or 0) <= recent:
+            if name not in held:
                 partition, _, key_id = name.partition("/")
-                found.append((partition, key_id, waiting.queue))
-        return found
-
-    async def idle(self, idle_for: float) -> list[tuple[str, str, Waiting]]:
-        """Keys no job waited for in `idle_for` seconds, with no holder:
-        (partition, key id, count) whose waiting queue can go."""
-        locks_prefix = keys.exec_locks_prefix(self.namespace)
-        waiting_prefix = keys.exec_waiting_prefix(self.namespace)
-        locks, _ = await self.etcd.get_prefix(locks_prefix)
-        held = {keys.name_of(locks_prefix, kv.key) for kv in locks}
-        counts, _ = await self.etcd.get_prefix(waiting_prefix)
-        cutoff = time.time() - idle_for
-        found = []
-        for kv in counts:
-            name = keys.name_of(waiting_prefix, kv.key)
-            seen = Waiting.read(kv)
-            idle = seen.count == 0 and not seen.deleting and seen.idle_since is not None
-            if idle and seen.idle_since is not None and seen.idle_since <= cutoff and name not in held:
-                partition, _, key_id = name.partition("/")
-                found.append((partition, key_id, seen))
+                found.append((partition, key_id, Waiting.read(kv)))
         return found
 
     async def mark_deleting(self, partition: str, key: str, seen: Waiting, lease: int) -> Waiting | None:

@@ -30,7 +30,7 @@ from typing import Any
 from ..broker import Broker
 from ..cluster import keys
 from ..cluster.etcd import WatchEvent
-from ..cluster.execkeys import ExecKeys
+from ..cluster.execkeys import ExecKeys, Unheld, idle, orphans
 from ..cluster.watch import follow_prefix
 from ..config import DEFAULT_WAITING_IDLE as DEFAULT_IDLE_AFTER
 from ..errors import RogerError
@@ -93,15 +93,16 @@ class Chains:
         if waiting.count > 0 and waiting.queue:
             await wake(self.broker, partition, waiting.queue, key)
 
-    async def sweep_idle(self) -> int:
-        """Delete the waiting queues of keys idle for `idle_after` seconds; returns how many.
+    async def sweep_idle(self, unheld: list[Unheld]) -> int:
+        """Delete the waiting queues of the `unheld` keys idle for `idle_after` seconds;
+        returns how many.
 
         Safe against a park racing it: the key is claimed first (its count still
         zero, no holder), parks wait while the claim stands, and the claim goes
         with the queue, or with this node's lease if the node dies meanwhile.
         """
         deleted = 0
-        for partition, key, seen in await self.exec_keys.idle(self.idle_after):
+        for partition, key, seen in idle(unheld, self.idle_after):
             marked = await self.exec_keys.mark_deleting(partition, key, seen, self._lease())
             if marked is None:
                 continue  # a job arrived, or a holder took it: not idle after all
@@ -126,15 +127,16 @@ class Chains:
         """
         interval = min(TEND_INTERVAL, max(self.idle_after / 2, 0.5))
 
-        async def scan(grace: float = ORPHAN_GRACE) -> None:
+        async def scan(grace: float = ORPHAN_GRACE) -> list[Unheld]:
             try:
-                for partition, key, queue in await self.exec_keys.orphans(grace):
-                    log.info(
-                        "execution key %s of %s has waiting jobs and no holder; waking it", key, partition
-                    )
-                    await wake(self.broker, partition, queue, key)
+                unheld = await self.exec_keys.unheld()
             except RogerError as e:
                 log.warning("cannot check execution keys: %s", e)
+                return []
+            for partition, key, waiting in orphans(unheld, grace):
+                log.info("execution key %s of %s has waiting jobs and no holder; waking it", key, partition)
+                await wake(self.broker, partition, waiting.queue, key)
+            return unheld
 
         async def on_reset(_: dict[str, bytes]) -> None:
             # Locks may have gone while we did not watch (our own lost lease, revoked at a
@@ -156,9 +158,9 @@ class Chains:
         async def periodically() -> None:
             while True:
                 await asyncio.sleep(interval)
-                await scan()
+                unheld = await scan()
                 try:
-                    await self.sweep_idle()
+                    await self.sweep_idle(unheld)
                 except RogerError as e:
                     log.warning("cannot delete idle execution-key queues: %s", e)
 

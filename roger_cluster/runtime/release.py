@@ -89,9 +89,6 @@ class Releaser:
         self.namespace = namespace
         self._pending: set[asyncio.Task[None]] = set()
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
     async def now(self, what: str, release: Release) -> bool:
         """Try `release` once now; if etcd fails, keep trying in the background.
         Returns whether it is done."""
