@@ -277,3 +277,24 @@ class SerialCrash(Job):
         token = self.context.fencing_token if self.context else None
         mark(self, "start", token=token)
         os._exit(3)
+
+
+# -- keyed order after a holder stops (issue 12) --
+
+
+class SerialSlowOnce(Serial):
+    """A `Serial` job that sleeps `sleep` seconds on its first run only (the run a test
+    interrupts), so the run after it ends at once."""
+
+    async def perform(self, args: Any) -> None:
+        first = _first_run(f"{args['ledger']}.ran-{self.id}")
+        await super().perform({**args, "sleep": args.get("sleep", 0) if first else 0})
+
+
+def _first_run(marker: str) -> bool:
+    """Whether `marker` did not exist yet (it does now)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True

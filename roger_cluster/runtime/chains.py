@@ -215,7 +215,8 @@ class Chain:
     async def __anext__(self) -> Delivery:
         exec_keys, partition, key = self.chains.exec_keys, self.partition, self.key
         empty_gets = 0
-        while not self.chains.stopping:
+        # A closed channel: a job given back (shutdown) closed it, or the broker did.
+        while not self.chains.stopping and not self._channel.is_closed:
             if not await exec_keys.holds(partition, key, self.token):
                 log.warning(
                     "execution key %s of %s: this node no longer holds it (its lease expired);"
@@ -227,7 +228,7 @@ class Chain:
                 break
             message = await self._waiting.get(fail=False)
             if message is not None:
-                return Delivery.from_message(message)
+                return Delivery.from_message(message, alone=True)
             if await exec_keys.release_if_idle(partition, key, self.token):
                 self._done = True
                 break

@@ -1,4 +1,4 @@
-"""A delivery as the runtime needs it: body, tag, ack and nack, and properties for a republish.
+"""A delivery as the runtime needs it: body, tag, ack and give-back, and properties for a republish.
 
 The queue consumers take deliveries straight from aiormq, below aio-pika: aio-pika
 builds an `IncomingMessage` (a dozen guarded attribute sets) and one more task for
@@ -21,7 +21,7 @@ from ..broker import kept_properties, properties_of
 class Delivery:
     """One unacked delivery on one channel."""
 
-    __slots__ = ("body", "delivery_tag", "_channel", "_source")
+    __slots__ = ("body", "delivery_tag", "_channel", "_source", "_alone")
 
     def __init__(
         self,
@@ -29,11 +29,13 @@ class Delivery:
         delivery_tag: int,
         channel: aiormq.abc.AbstractChannel,
         source: aiormq.abc.DeliveredMessage | AbstractIncomingMessage,
+        alone: bool = False,
     ) -> None:
         self.body = body
         self.delivery_tag = delivery_tag
         self._channel = channel
         self._source = source
+        self._alone = alone  # the only unacked delivery its channel will ever carry
 
     @classmethod
     def from_raw(cls, raw: aiormq.abc.DeliveredMessage) -> Delivery:
@@ -43,11 +45,12 @@ class Delivery:
         return cls(raw.body, tag, raw.channel, raw)
 
     @classmethod
-    def from_message(cls, message: AbstractIncomingMessage) -> Delivery:
-        """A message aio-pika delivered (or got)."""
+    def from_message(cls, message: AbstractIncomingMessage, alone: bool = False) -> Delivery:
+        """A message aio-pika delivered (or got); `alone`: no other delivery shares its
+        channel, now or later (a chain's basic.get), so `give_back` may close it."""
         tag = message.delivery_tag
         assert tag is not None, "an unacked message has a tag"
-        return cls(message.body, tag, message.channel, message)
+        return cls(message.body, tag, message.channel, message, alone)
 
     @property
     def message_id(self) -> str | None:
@@ -70,9 +73,20 @@ class Delivery:
         """Ack this delivery (and, with `multiple`, every earlier one on its channel)."""
         await self._channel.basic_ack(self.delivery_tag, multiple=multiple)
 
-    async def nack(self, requeue: bool = True) -> None:
-        """Give the delivery back to its queue (or drop it, without `requeue`)."""
-        await self._channel.basic_nack(self.delivery_tag, requeue=requeue)
+    async def give_back(self) -> None:
+        """Return the delivery to its queue, in its place, to run again.
+
+        A nack puts a message back at the head of a classic queue and of a quorum
+        queue with a delivery limit (the partition queues), but at the back of a
+        quorum queue without one (the execution-key waiting queues, on RabbitMQ
+        3.10 at least), behind the jobs of its key that were enqueued after it. A
+        message whose channel closes goes back to the head of either: so a delivery
+        alone on its channel is given back by closing the channel.
+        """
+        if self._alone:
+            await self._channel.close()
+        else:
+            await self._channel.basic_nack(self.delivery_tag, requeue=True)
 
     def properties(self) -> dict[str, Any]:
         """The properties a republish (retry, bury) keeps; see `broker.kept_properties`."""

@@ -61,7 +61,7 @@ class Settler:
         delivery = ex.delivery
         action = outcome.action
         if action is Action.REQUEUE:
-            await delivery.nack(requeue=True)
+            await delivery.give_back()
             if acker is not None:
                 acker.settled(delivery)
             return
@@ -83,7 +83,7 @@ class Settler:
         """Requeue a delivery we could not settle, if its channel still lives."""
         with contextlib.suppress(Exception):  # a closed channel requeues it by itself
             await asyncio.sleep(GIVE_BACK_DELAY)
-            await ex.delivery.nack(requeue=True)
+            await ex.delivery.give_back()
             if acker is not None:
                 acker.settled(ex.delivery)
 
