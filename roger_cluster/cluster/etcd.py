@@ -55,6 +55,14 @@ class KeyValue:
 
 
 @dataclass(frozen=True)
+class LeaseTTL:
+    """A lease's remaining seconds (whole, -1 once it is gone) and the TTL it was granted."""
+
+    remaining: int
+    granted: int
+
+
+@dataclass(frozen=True)
 class WatchEvent:
     """A put (value set) or a delete (value None) of one key."""
 
@@ -334,6 +342,12 @@ class Etcd:
             return 0
 
         return await self._call(once)
+
+    async def lease_ttl(self, lease_id: int) -> LeaseTTL:
+        """How long the lease has left (-1: expired or revoked) and its granted TTL."""
+        request = rpc.LeaseTimeToLiveRequest(ID=lease_id)
+        reply = await self._call(lambda: self._lease.LeaseTimeToLive(request, **self._options()))
+        return LeaseTTL(remaining=reply.TTL, granted=reply.grantedTTL)
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         """Batches of events under `prefix` from `start_revision` on.

@@ -3,9 +3,14 @@
 `<ns>/nodes/<name>` is created with a transaction (only if absent), so two live
 nodes can never share a name. The key is bound to the node's own lease: a node
 that dies or is cut off longer than the TTL drops out by itself, and anything
-else bound to that lease (execution locks, later) goes with it. We own the
-keep-alive loop: it re-registers under the same name if the lease expired
-while etcd was unreachable.
+else bound to that lease (execution locks, drain markers) goes with it. We own
+the keep-alive loop: it re-registers under the same name if the lease expired
+while etcd was unreachable, and stops the node (DuplicateNode) if another
+instance has taken the name meanwhile.
+
+A name still held by a run of this node that no longer runs (a crash, a
+container restart) is taken over at once instead of after the TTL; see
+`identity.py` for how a dead holder is told from a live one.
 """
 
 from __future__ import annotations
@@ -16,20 +21,39 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .. import __version__
 from ..errors import ClusterConnectionError, ClusterError, DuplicateNode
-from . import keys
+from . import identity, keys
 from .etcd import Etcd, KeyValue
+from .identity import Decision, LeaseWatch, LocalProcesses, Run, Verdict
 
 log = logging.getLogger(__name__)
+
+# A node refreshes its lease at least this often, whatever its TTL: another run
+# of it that finds the name held can then tell a dead holder from a live one
+# within this (plus identity.LEASE_SLACK) instead of a third of a long TTL.
+MAX_REFRESH_INTERVAL = 2.0
+LEASE_POLL_INTERVAL = 0.25
+
+
+def refresh_interval(ttl: int) -> float:
+    """Seconds between two refreshes of a lease of `ttl` seconds."""
+    return min(ttl / 3, MAX_REFRESH_INTERVAL)
 
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """What a node publishes about itself."""
+    """What a node publishes about itself.
+
+    `instance` (random per Node object), `boot_id`, `pid_ns` and `starttime`
+    tell one run of a node from another with the same host name and pid (a
+    restarted container is PID 1 again); `refresh` is how often it refreshes
+    its lease. Values written before these existed read as "" / 0: unknown.
+    """
 
     name: str
     host: str
@@ -37,11 +61,32 @@ class NodeInfo:
     version: str
     started_at: float
     labels: tuple[str, ...] = ()
+    instance: str = ""
+    boot_id: str = ""
+    pid_ns: str = ""
+    starttime: int = 0
+    refresh: float = 0.0  # seconds between lease refreshes; 0: unknown (a third of the TTL)
 
     @classmethod
     def here(cls, name: str, labels: tuple[str, ...] = ()) -> NodeInfo:
-        """This process, as a node named `name`."""
-        return cls(name, socket.gethostname(), os.getpid(), __version__, time.time(), labels)
+        """This process, as a new node instance named `name`."""
+        return cls(
+            name,
+            socket.gethostname(),
+            os.getpid(),
+            __version__,
+            time.time(),
+            labels,
+            instance=uuid.uuid4().hex,
+            boot_id=identity.boot_id(),
+            pid_ns=identity.pid_namespace(),
+            starttime=identity.own_starttime(),
+        )
+
+    @property
+    def run(self) -> Run:
+        """What identifies this run of the node process."""
+        return Run(self.host, self.pid, self.instance, self.boot_id, self.pid_ns, self.starttime)
 
     def encode(self) -> bytes:
         """The JSON value of the node key."""
@@ -61,6 +106,11 @@ class NodeInfo:
                 version=str(data.get("version", "")),
                 started_at=float(data.get("started_at", 0.0)),
                 labels=tuple(str(label) for label in data.get("labels", ())),
+                instance=str(data.get("instance", "")),
+                boot_id=str(data.get("boot_id", "")),
+                pid_ns=str(data.get("pid_ns", "")),
+                starttime=int(data.get("starttime", 0)),
+                refresh=float(data.get("refresh", 0.0)),
             )
         except (ValueError, TypeError, AttributeError):
             return cls(name, "", 0, "", 0.0)
@@ -74,30 +124,14 @@ async def list_nodes(etcd: Etcd, namespace: str) -> list[NodeInfo]:
     return sorted(nodes, key=lambda n: n.name)
 
 
-def _is_dead_local_process(holder: NodeInfo, me: NodeInfo) -> bool:
-    """Whether the holder of our name is a process on this host that no longer runs.
-
-    Lets a node restarted right after a crash take its name back at once
-    instead of waiting out the crashed process's lease.
-    """
-    if holder.host != me.host or holder.pid in (0, me.pid):
-        return False
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 class Membership:
     """Registers one node and keeps its lease alive."""
 
     def __init__(self, etcd: Etcd, namespace: str, info: NodeInfo, ttl: int) -> None:
         self._etcd = etcd
         self._key = keys.node(namespace, info.name)
-        self._info = info
+        self._interval = refresh_interval(ttl)
+        self.info = replace(info, refresh=self._interval)  # as published in the node key
         self._ttl = ttl
         self.lease_id = 0
         self.registered = asyncio.Event()
@@ -110,59 +144,84 @@ class Membership:
         """Take the node name under a new lease; DuplicateNode if a live node has it."""
         for attempt in range(2):
             lease = await self._etcd.grant(self._ttl)
-            holder = await self._etcd.create(self._key, self._info.encode(), lease)
+            holder = await self._etcd.create(self._key, self.info.encode(), lease)
             if holder is None:
                 self.lease_id = lease
                 self.registered.set()
-                log.info("node %s registered with lease %x (ttl %ss)", self._info.name, lease, self._ttl)
+                log.info("node %s registered with lease %x (ttl %ss)", self.info.name, lease, self._ttl)
                 for callback in self.on_registered:
                     callback()
                 return
             await self._etcd.revoke(lease)
-            if attempt or not await self._take_over(holder):
-                raise self._duplicate(holder)
+            verdict = await self._judge(holder) if not attempt else None
+            if verdict is None or verdict.decision is not Decision.TAKE_OVER:
+                raise self._duplicate(holder, verdict)
+            await self._etcd.revoke(holder.lease)
         raise AssertionError("unreachable")
 
-    def _duplicate(self, holder: KeyValue) -> DuplicateNode:
+    def _duplicate(self, holder: KeyValue, verdict: Verdict | None) -> DuplicateNode:
+        info = NodeInfo.decode(self.info.name, holder.value)
+        why = f": {verdict.reason}" if verdict else ""
         return DuplicateNode(
-            f"node name {self._info.name!r} is already taken by a live node"
-            f" ({self._describe_holder(holder)}); pick another --name"
+            f"node name {self.info.name!r} is already taken by a live node"
+            f" (host {info.host}, pid {info.pid}){why}; pick another --name"
         )
 
-    async def _take_over(self, holder: KeyValue) -> bool:
-        info = NodeInfo.decode(self._info.name, holder.value)
-        if not _is_dead_local_process(info, self._info):
-            return False
-        log.warning("node name %s was held by dead process %d; taking it over", info.name, info.pid)
-        await self._etcd.revoke(holder.lease)
-        return True
+    async def _judge(self, holder: KeyValue) -> Verdict:
+        """Whether the holder of our name still runs; logged at WARNING, as a
+        take-over revokes another lease and a refusal stops this node."""
+        info = NodeInfo.decode(self.info.name, holder.value)
+        if holder.lease == 0:  # deleted between our create and our read
+            verdict = Verdict(Decision.TAKE_OVER, "its key is gone")
+        else:
+            verdict = identity.judge(info.run, self.info.run, LocalProcesses())
+            if verdict.decision is Decision.WATCH_LEASE:
+                verdict = await self._watch_lease(holder.lease, info)
+        log.warning(
+            "node name %s is held by host %s pid %d (lease %x): %s; %s",
+            info.name,
+            info.host,
+            info.pid,
+            holder.lease,
+            verdict.reason,
+            "taking it over" if verdict.decision is Decision.TAKE_OVER else "not taking it",
+        )
+        return verdict
 
-    def _describe_holder(self, holder: KeyValue) -> str:
-        info = NodeInfo.decode(self._info.name, holder.value)
-        return f"host {info.host}, pid {info.pid}"
+    async def _watch_lease(self, lease: int, holder: NodeInfo) -> Verdict:
+        """Poll the holder's lease until it shows whether the holder refreshes it."""
+        loop = asyncio.get_running_loop()
+        ttl = await self._etcd.lease_ttl(lease)
+        watch = LeaseWatch(ttl.granted, holder.refresh or ttl.granted / 3)
+        while (verdict := watch.observe(ttl.remaining, loop.time())) is None:
+            await asyncio.sleep(LEASE_POLL_INTERVAL)
+            ttl = await self._etcd.lease_ttl(lease)
+        return verdict
 
     async def keep_alive(self) -> None:
-        """Refresh the lease every third of its TTL, forever; re-register if it expired."""
-        interval = self._ttl / 3
+        """Refresh the lease every `refresh_interval(ttl)`, forever; re-register if it
+        expired. Raises DuplicateNode if another instance took the name meanwhile."""
         warned = False
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._interval)
             try:
                 if self.lease_id and await self._etcd.refresh(self.lease_id) > 0:
                     warned = False
                     self.etcd_reachable = True
                     continue
                 self.registered.clear()
-                log.warning("lease of node %s expired; registering again", self._info.name)
+                log.warning("lease of node %s expired; registering again", self.info.name)
                 await self.register()
                 self.etcd_reachable = True
+            except DuplicateNode:
+                raise  # another instance has the name now: this one must stop
             except ClusterConnectionError as e:
                 self.etcd_reachable = False
                 if not warned:
                     log.warning("cannot refresh node lease: %s (retrying)", e)
                     warned = True
             except ClusterError as e:
-                log.error("cannot re-register node %s: %s (retrying)", self._info.name, e)
+                log.error("cannot re-register node %s: %s (retrying)", self.info.name, e)
 
     async def leave(self) -> None:
         """Revoke the lease: the node key (and all it holds) goes at once."""
@@ -170,4 +229,4 @@ class Membership:
         self.registered.clear()
         if lease:
             await self._etcd.revoke(lease)
-            log.info("node %s left the cluster", self._info.name)
+            log.info("node %s left the cluster", self.info.name)

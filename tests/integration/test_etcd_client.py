@@ -25,6 +25,17 @@ async def test_create_is_atomic_and_reports_the_holder(
         await etcd.delete_prefix(roger_namespace + "/")
 
 
+async def test_a_lease_reports_its_remaining_and_granted_ttl_and_minus_one_once_revoked(
+    roger_etcd_endpoints: str, roger_namespace: str
+) -> None:
+    async with Etcd(EtcdConfig.from_string(roger_etcd_endpoints, roger_namespace)) as etcd:
+        lease = await etcd.grant(30)
+        ttl = await etcd.lease_ttl(lease)
+        assert ttl.granted == 30 and 28 <= ttl.remaining <= 30
+        await etcd.revoke(lease)
+        assert (await etcd.lease_ttl(lease)).remaining == -1
+
+
 async def test_a_watch_from_a_compacted_revision_says_so(private_etcd: EtcdServer) -> None:
     async with Etcd(EtcdConfig.from_string(private_etcd.endpoint.endpoints, "c")) as etcd:
         first = await etcd.put("c/x", b"1")
