@@ -28,7 +28,7 @@ from .cluster.partitions import PartitionMap, follow_map
 from .cluster.paused import follow_paused
 from .config import NodeConfig
 from .control import ControlServer, worker_handlers
-from .errors import ConfigError, RogerError
+from .errors import ConfigError, DuplicateNode, RogerError
 from .health import HealthServer
 from .job import JobRegistry
 from .metrics import Metrics
@@ -79,6 +79,7 @@ class Node:
         self.map_loaded = asyncio.Event()
         self.converged = asyncio.Event()
         self.crashed = asyncio.Event()
+        self.failure: BaseException | None = None  # what set `crashed`
         self._desired: dict[QueueId, int] = {}
         self._map: PartitionMap | None = None
         self._paused: frozenset[QueueId] | None = None
@@ -209,8 +210,14 @@ class Node:
             await coroutine  # type: ignore[misc]
         except asyncio.CancelledError:
             raise
-        except BaseException:
+        except DuplicateNode as e:  # another instance took our name: not a crash
+            log.error("node %s lost its name: %s; the node stops", self.name, e)
+            self.failure = e
+            self.crashed.set()
+            raise
+        except BaseException as e:
             log.critical("node part crashed; the node stops", exc_info=True)
+            self.failure = e
             self.crashed.set()
             raise
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a graceful shutdown; 1 when RabbitMQ or etcd cannot be
 reached at start, the node crashed, or a second signal stopped it at once; 2 for bad flags or job modules that
-cannot be imported; 3 when a live node already has this name.
+cannot be imported; 3 when a live node already has this name, or another instance
+took it over while this one was frozen or cut off from etcd (it then stops gracefully).
 """
 
 from __future__ import annotations
@@ -173,7 +174,10 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
 
 
 async def run(config: NodeConfig) -> int:
-    """Start a node; on the first signal stop it gracefully, on a second at once."""
+    """Start a node; on the first signal stop it gracefully, on a second at once.
+
+    Raises DuplicateNode (after the graceful stop) if the node lost its name.
+    """
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,6 +198,8 @@ async def run(config: NodeConfig) -> int:
         await node.abort()
         return EXIT_UNREACHABLE
     second.cancel()
+    if isinstance(node.failure, DuplicateNode):
+        raise node.failure
     return EXIT_UNREACHABLE if node.crashed.is_set() else EXIT_OK
 
 
