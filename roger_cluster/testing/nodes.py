@@ -3,6 +3,9 @@
 Each node runs as `python -m roger_cluster.cli.node` in its own process group,
 configured through the same environment variables an operator would use, with
 its log in a file the test can read. The factory kills whatever it started.
+A `wrapper` command runs the node under it as a container would (`unshare
+--pid --fork --kill-child`: PID 1 of a pid namespace of its own); the wrapper
+stays in the node's process group, so a kill takes both.
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ from pathlib import Path
 class NodeProcess:
     """One roger-node subprocess."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        args: Sequence[str] = (),
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.env = dict(env)
         self.log_path = log_path
         self.args = list(args)
+        self.wrapper = list(wrapper)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NodeProcess:
@@ -33,7 +44,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "roger_cluster.cli.node", *self.args],
+                [*self.wrapper, sys.executable, "-m", "roger_cluster.cli.node", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -46,7 +57,7 @@ class NodeProcess:
 
     @property
     def pid(self) -> int:
-        """The process id."""
+        """The process id (of the wrapper, if any; also the process group id)."""
         assert self.process is not None, "node not started"
         return self.process.pid
 
@@ -77,12 +88,23 @@ class NodeProcess:
         if self.returncode is None:
             os.kill(self.pid, sig)
 
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the node and its wrapper (SIGSTOP / SIGCONT a wrapped node)."""
+        if self.returncode is None:
+            os.killpg(self.pid, sig)
+
     def kill(self) -> None:
-        """SIGKILL the whole process group, as a crash would."""
+        """SIGKILL the whole process group, as a crash would; return once it is gone."""
         if self.process is not None and self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             self.process.wait(10)
+            # A wrapped node is not our child: wait for it too (it is reaped by init).
+            deadline = time.monotonic() + 10
+            with contextlib.suppress(ProcessLookupError):
+                while self.wrapper and time.monotonic() < deadline:
+                    os.killpg(self.pid, 0)
+                    time.sleep(0.01)
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
         """Wait for the process to end; returns its exit code."""
@@ -138,23 +160,34 @@ class NodeFactory:
         return env
 
     def spawn(
-        self, name: str | None = None, args: Sequence[str] = (), jobs: str | None = None, **env: str
+        self,
+        name: str | None = None,
+        args: Sequence[str] = (),
+        jobs: str | None = None,
+        wrapper: Sequence[str] = (),
+        **env: str,
     ) -> NodeProcess:
-        """Launch a node without waiting for it; `jobs` overrides the allowed modules."""
+        """Launch a node without waiting for it; `jobs` overrides the allowed modules,
+        `wrapper` is a command to run it under (`unshare ...`)."""
         self._count += 1
         name = name or f"node{self._count}"
         if jobs is not None:
             env["ROGER_JOBS"] = jobs
         log_path = self.workdir / f"{name}-{self._count}.log"
-        node = NodeProcess(name, self.env(name, **env), log_path, args).start()
+        node = NodeProcess(name, self.env(name, **env), log_path, args, wrapper).start()
         self.nodes.append(node)
         return node
 
     async def start(
-        self, name: str | None = None, args: Sequence[str] = (), jobs: str | None = None, **env: str
+        self,
+        name: str | None = None,
+        args: Sequence[str] = (),
+        jobs: str | None = None,
+        wrapper: Sequence[str] = (),
+        **env: str,
     ) -> NodeProcess:
         """Launch a node and wait until it has joined and attached its consumers."""
-        node = self.spawn(name, args, jobs, **env)
+        node = self.spawn(name, args, jobs, wrapper, **env)
         await node.wait_started()
         return node
 
