@@ -156,7 +156,8 @@ class Membership:
             verdict = await self._judge(holder) if not attempt else None
             if verdict is None or verdict.decision is not Decision.TAKE_OVER:
                 raise self._duplicate(holder, verdict)
-            await self._etcd.revoke(holder.lease)
+            if holder.lease:
+                await self._etcd.revoke(holder.lease)
         raise AssertionError("unreachable")
 
     def _duplicate(self, holder: KeyValue, verdict: Verdict | None) -> DuplicateNode:
@@ -192,7 +193,9 @@ class Membership:
         """Poll the holder's lease until it shows whether the holder refreshes it."""
         loop = asyncio.get_running_loop()
         ttl = await self._etcd.lease_ttl(lease)
-        watch = LeaseWatch(ttl.granted, holder.refresh or ttl.granted / 3)
+        # No live holder refreshes less often than a third of its TTL.
+        every = min(holder.refresh, ttl.granted / 3) if holder.refresh > 0 else ttl.granted / 3
+        watch = LeaseWatch(ttl.granted, every)
         while (verdict := watch.observe(ttl.remaining, loop.time())) is None:
             await asyncio.sleep(LEASE_POLL_INTERVAL)
             ttl = await self._etcd.lease_ttl(lease)

@@ -48,9 +48,10 @@ async def test_a_node_restarted_as_pid_1_of_a_new_pid_namespace_takes_its_name_b
     restarted_at = time.monotonic()
     second = node_factory.spawn("box", wrapper=wrapper, ROGER_LEASE_TTL=TTL)
 
-    async def taken_back() -> NodeInfo | None:
+    async def taken_back() -> NodeInfo:
         info = await holder(roger_client, "box")
-        return info if info.instance != old.instance else None
+        assert info.instance != old.instance, "still held by the killed run"
+        return info
 
     new = await eventually(taken_back, timeout=start_up + 5, message="(the name was not taken back)")
     assert time.monotonic() - restarted_at < int(TTL) - 10
