@@ -9,7 +9,8 @@ while etcd was unreachable, and stops the node (DuplicateNode) if another
 instance has taken the name meanwhile.
 
 A name still held by a run of this node that no longer runs (a crash, a
-container restart) is taken over at once instead of after the TTL; see
+container restart) is taken over at once, or within seconds when that run was
+in another pid namespace, instead of after the TTL; see
 `identity.py` for how a dead holder is told from a live one.
 """
 
