@@ -2,8 +2,10 @@
 
 Enqueue touches only RabbitMQ (no etcd round trip for a plain job) and returns
 after the publisher confirm. Partition commands write the partition map in
-etcd; `start_partition` declares the queues first, so jobs can be enqueued as
-soon as it returns, before any node has seen the partition.
+etcd; `ensure_partition` (create if absent: what an app calls at start) and
+`set_partition` (create or replace: what an operator does) declare the queues
+first, so jobs can be enqueued as soon as they return, before any node has
+seen the partition.
 """
 
 from __future__ import annotations
@@ -353,7 +355,7 @@ class Client:
 
     # partitions
 
-    async def start_partition(
+    async def ensure_partition(
         self,
         name: str,
         queues: Mapping[str, int],
@@ -361,14 +363,47 @@ class Client:
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
     ) -> PartitionSpec:
-        """Create a partition or reconfigure it: queues, concurrency, placement.
+        """Create the partition if it does not exist; never change one that does.
 
-        Queues are declared before the map is written, so a job enqueued after
-        this returns is never unroutable. Queues missing from `queues` that the
-        partition had before are no longer consumed; their messages stay.
-        `nodes` and `labels` limit the nodes that consume it (a node must be
-        named and carry every label; empty: every node). The whole spec is
-        replaced: starting a draining partition again ends the drain.
+        This is the one to call at application start: concurrency, placement,
+        a drain in progress and queues an operator changed since (`rogerctl
+        partition start`, `partition stop --drain`) stay as they are. Returns
+        the spec in force: the one given if the partition was created, else
+        the one already in the map (compare them to notice a difference).
+        Creating is one etcd create-if-absent transaction, so of several apps
+        starting at once exactly one writes. As with `set_partition`, the queues
+        are declared before the map is written. Raises ConfigError if the
+        partition's entry in etcd does not decode (nodes ignore it; `rogerctl
+        partition stop NAME` removes it).
+        """
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
+        etcd = await self.etcd()
+        existing = await pmap.find_partition(etcd, self.namespace, spec.name)
+        if existing is not None:
+            return existing
+        broker = await self.broker()
+        for queue in spec.queues:
+            await broker.declare(spec.name, queue)
+        return await pmap.create_partition(etcd, self.namespace, spec)
+
+    async def set_partition(
+        self,
+        name: str,
+        queues: Mapping[str, int],
+        *,
+        nodes: Collection[str] = (),
+        labels: Collection[str] = (),
+    ) -> PartitionSpec:
+        """Create a partition or replace it: queues, concurrency, placement.
+
+        What `rogerctl partition start` does; an operator's tool, not an app's
+        boot step (an app calls `ensure_partition`, which leaves an existing
+        partition alone). Queues are declared before the map is written, so a
+        job enqueued after this returns is never unroutable. Queues missing
+        from `queues` that the partition had before are no longer consumed;
+        their messages stay. `nodes` and `labels` limit the nodes that consume
+        it (a node must be named and carry every label; empty: every node).
+        The whole spec is replaced: setting a draining partition ends the drain.
         """
         spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
         broker = await self.broker()
@@ -377,6 +412,22 @@ class Client:
             await broker.declare(spec.name, queue)
         await pmap.put_partition(etcd, self.namespace, spec)
         return spec
+
+    async def start_partition(
+        self,
+        name: str,
+        queues: Mapping[str, int],
+        *,
+        nodes: Collection[str] = (),
+        labels: Collection[str] = (),
+    ) -> PartitionSpec:
+        """`set_partition` under its former name, kept for existing code: it replaces
+        what an operator changed. At application start, call `ensure_partition`."""
+        return await self.set_partition(name, queues, nodes=nodes, labels=labels)
+
+    async def partition_spec(self, name: str) -> PartitionSpec:
+        """The partition as the map holds it; UnknownPartition if it is not there."""
+        return await pmap.get_partition(await self.etcd(), self.namespace, check_partition(name))
 
     async def stop_partition(
         self,

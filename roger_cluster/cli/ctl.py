@@ -106,14 +106,17 @@ def _placement(spec: PartitionSpec) -> str:
 
 
 async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Output) -> None:
-    spec = await client.start_partition(
+    write = client.ensure_partition if args.if_absent else client.set_partition
+    wanted = PartitionSpec(
         check_partition(args.name),
         parse_queues(args.queues),
-        nodes=split_list(args.nodes),
-        labels=split_list(args.labels),
+        tuple(split_list(args.nodes)),
+        tuple(split_list(args.labels)),
     )
+    spec = await write(wanted.name, wanted.queues, nodes=wanted.nodes, labels=wanted.labels)
+    kept = args.if_absent and spec != wanted
     out.message(
-        f"partition {spec.name} started: "
+        f"partition {spec.name} {'exists, left as it is' if kept else 'started'}: "
         + ", ".join(f"{q}={n}" for q, n in spec.queues.items())
         + f" on {_placement(spec)}",
         {
@@ -121,6 +124,7 @@ async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Out
             "queues": dict(spec.queues),
             "nodes": list(spec.nodes),
             "labels": list(spec.labels),
+            "draining": spec.draining,
         },
     )
 
@@ -276,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="LABEL[,LABEL...]",
         help="only nodes started with every one of these --label values consume it (repeatable)",
+    )
+    start.add_argument(
+        "--if-absent",
+        action="store_true",
+        help="only create it: a partition that exists is left as it is (concurrency, placement, a drain)"
+        " and printed; for deploy scripts",
     )
     start.set_defaults(run=cmd_partition_start)
     stop = pcmds.add_parser("stop", help="stop consuming a partition (its queues keep their jobs)")

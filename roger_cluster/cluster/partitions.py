@@ -106,17 +106,38 @@ async def read_map(etcd: Etcd, namespace: str) -> tuple[PartitionMap, int]:
     return result, revision
 
 
+async def find_partition(etcd: Etcd, namespace: str, name: str) -> PartitionSpec | None:
+    """One partition, or None if it is not in the map."""
+    kv = await etcd.get(keys.partition(namespace, name))
+    return None if kv is None else PartitionSpec.decode(name, kv.value)
+
+
 async def get_partition(etcd: Etcd, namespace: str, name: str) -> PartitionSpec:
     """One partition, or UnknownPartition."""
-    kv = await etcd.get(keys.partition(namespace, name))
-    if kv is None:
+    spec = await find_partition(etcd, namespace, name)
+    if spec is None:
         raise UnknownPartition(f"partition {name!r} does not exist")
-    return PartitionSpec.decode(name, kv.value)
+    return spec
 
 
 async def put_partition(etcd: Etcd, namespace: str, spec: PartitionSpec) -> int:
     """Create or reconfigure a partition; returns the etcd revision of the write."""
     return await etcd.put(keys.partition(namespace, spec.name), spec.encode())
+
+
+async def create_partition(etcd: Etcd, namespace: str, spec: PartitionSpec) -> PartitionSpec:
+    """Write `spec` only if the partition does not exist (one etcd transaction), and
+    return the spec in force: `spec` if it was written, else the one already there.
+
+    An entry that is there but does not decode raises ConfigError: it is left as it is.
+    """
+    key = keys.partition(namespace, spec.name)
+    while True:
+        holder = await etcd.create(key, spec.encode())
+        if holder is None:
+            return spec
+        if holder.create_revision:  # else deleted between the compare and the read: try again
+            return PartitionSpec.decode(spec.name, holder.value)
 
 
 async def delete_partition(etcd: Etcd, namespace: str, name: str) -> bool:

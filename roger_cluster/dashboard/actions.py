@@ -8,7 +8,7 @@
 | `resume` | `{"partition", "queue"}` | `Client.resume_queue` |
 | `cancel` | `{"partition", "job_id"}` | `Client.cancel` |
 | `retry_buried` | `{"partition", "queue", "job_ids"?}` | `Client.retry_buried` |
-| `start_partition` | `{"partition", "queues": {"q": n}, "nodes"?, "labels"?}` | `Client.start_partition` |
+| `start_partition` | `{"partition", "queues": {"q": n}, "nodes"?, "labels"?}` | `Client.set_partition` |
 | `stop_partition` | `{"partition", "drain"?, "timeout"?}` | `Client.stop_partition` |
 
 Every field is checked here before anything is written, with the same name
@@ -108,7 +108,7 @@ async def start_partition(client: Client, body: Body) -> dict[str, Any]:
     if not raw:
         raise HttpError(400, "field 'queues' must name at least one queue, e.g. {\"default\": 10}")
     queues = {check_queue(str(q)): check_concurrency(str(q), n) for q, n in raw.items()}
-    spec = await client.start_partition(
+    spec = await client.set_partition(
         partition, queues, nodes=_strings(body, "nodes") or (), labels=_strings(body, "labels") or ()
     )
     return {

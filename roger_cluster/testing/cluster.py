@@ -40,7 +40,7 @@ def port_is_free(port: int) -> bool:
 
 async def run_demo(client: Client, factory: NodeFactory) -> None:
     """Start the partition, run demo jobs, show where they ran."""
-    await client.start_partition(PARTITION, {"default": 10, "other": 5})
+    await client.set_partition(PARTITION, {"default": 10, "other": 5})
     print(f"partition {PARTITION} started: default=10 other=5")
     batch: list[Job] = [Sleep.create({"seconds": 0.5}) for _ in range(12)]
     batch += [Hello.create({"name": f"demo {i}"}) for i in range(3)]
