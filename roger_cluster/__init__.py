@@ -15,11 +15,13 @@ from .errors import (
     DecodeError,
     DuplicateJob,
     DuplicateNode,
+    InvalidEntry,
     JobError,
     JobTimeout,
     RogerError,
     UnknownJob,
     UnknownPartition,
+    UnknownQueue,
     UnroutableJob,
 )
 from .job import Job, JobRegistry
@@ -38,6 +40,7 @@ __all__ = [
     # errors
     "RogerError",
     "ConfigError",
+    "InvalidEntry",
     "DecodeError",
     "JobError",
     "UnknownJob",
@@ -50,5 +53,6 @@ __all__ = [
     "ClusterConnectionError",
     "DuplicateNode",
     "UnknownPartition",
+    "UnknownQueue",
     "__version__",
 ]

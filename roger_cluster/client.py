@@ -19,10 +19,11 @@ from urllib.parse import unquote, urlsplit
 
 from . import control
 from .broker import Broker, Moved, OnCount, Peeked
+from .cluster import audit, keys, queuekeys
 from .cluster import drain as drains
 from .cluster import partitions as pmap
 from .cluster import paused as pause_state
-from .cluster import queuekeys
+from .cluster.audit import Finding
 from .cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from .cluster.cancellations import request_cancel
 from .cluster.drain import DEFAULT_DRAIN_TIMEOUT, OnProgress
@@ -39,11 +40,21 @@ from .config import (
     AmqpConfig,
     EtcdConfig,
 )
-from .errors import ConfigError, DecodeError, DuplicateJob, JobError, UnknownPartition, UnroutableJob
+from .errors import (
+    ConfigError,
+    DecodeError,
+    DuplicateJob,
+    InvalidEntry,
+    JobError,
+    UnknownPartition,
+    UnknownQueue,
+    UnroutableJob,
+)
 from .job import Job
 from .keyed import park
 from .management import Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
+from .placement import NodeProfile, runs_on
 
 ENQUEUE_WINDOW = 1000
 
@@ -436,11 +447,13 @@ class Client:
         drain: bool = False,
         timeout: float = DEFAULT_DRAIN_TIMEOUT,
         on_progress: OnProgress | None = None,
-    ) -> None:
+    ) -> str | None:
         """Remove a partition from the map: every node stops consuming its queues.
 
         The queues and their messages stay in RabbitMQ; starting the partition
         again resumes them. Raises UnknownPartition if it does not exist.
+        An entry that does not decode (nodes ignore it) is removed all the same,
+        without a drain, and the reason it was invalid is returned; else None.
 
         With `drain`, the partition is first marked draining and removed only
         once every live node runs none of its jobs (see `cluster/drain.py`);
@@ -449,13 +462,18 @@ class Client:
         waiting) and DrainAbandoned if it is started again meanwhile.
         """
         etcd = await self.etcd()
-        if drain:
-            await drains.start_drain(etcd, self.namespace, name)
-            await drains.finish_drain(etcd, self.namespace, name, timeout, on_progress)
-            return
-        await pmap.get_partition(etcd, self.namespace, name)
+        invalid: str | None = None
+        try:
+            if drain:
+                await drains.start_drain(etcd, self.namespace, name)
+                await drains.finish_drain(etcd, self.namespace, name, timeout, on_progress)
+                return None
+            await pmap.get_partition(etcd, self.namespace, name)
+        except InvalidEntry as e:
+            invalid = str(e)
         await pmap.delete_partition(etcd, self.namespace, name)
         await drains.clear_markers(etcd, self.namespace, name)  # of a drain this stop cut short
+        return invalid
 
     async def partitions(self) -> list[PartitionSpec]:
         """Every partition in the map, sorted by name."""
@@ -471,14 +489,27 @@ class Client:
         partition or its queue is not in the map.
         """
         etcd = await self.etcd()
-        spec = await pmap.get_partition(etcd, self.namespace, partition)
-        if check_queue(queue) not in spec.queues:
-            raise UnknownPartition(f"partition {partition!r} has no queue {queue!r}")
+        await self._queue_in_map(etcd, partition, queue)
         await pause_state.pause(etcd, self.namespace, partition, queue)
 
     async def resume_queue(self, partition: str, queue: str) -> bool:
-        """Resume a paused queue on every node; False if it was not paused."""
-        return await pause_state.resume(await self.etcd(), self.namespace, partition, queue)
+        """Resume a paused queue on every node; False if it was not paused.
+
+        A paused queue of a stopped partition can be resumed (the pause outlives
+        the stop). A queue neither paused nor in the map raises UnknownPartition
+        (UnknownQueue if only the queue is missing), as `pause_queue` does.
+        """
+        etcd = await self.etcd()
+        if await pause_state.resume(etcd, self.namespace, partition, queue):
+            return True
+        await self._queue_in_map(etcd, partition, queue)
+        return False
+
+    async def _queue_in_map(self, etcd: Etcd, partition: str, queue: str) -> PartitionSpec:
+        spec = await pmap.get_partition(etcd, self.namespace, partition)
+        if check_queue(queue) not in spec.queues:
+            raise UnknownQueue(f"partition {partition!r} has no queue {queue!r}")
+        return spec
 
     async def paused_queues(self) -> frozenset[tuple[str, str]]:
         """Every paused (partition, queue)."""
@@ -488,14 +519,20 @@ class Client:
         """Delete every ready job of a queue, for good; returns how many went.
 
         Jobs running (unacked) are not touched; the queue keys of purged jobs are
-        released. Raises UnknownPartition if the RabbitMQ queue does not exist.
+        released. Raises UnknownQueue if the RabbitMQ queue does not exist.
         `on_progress(done, total)` is called after each job.
         """
         broker = await self.broker()
-        name = queue_name(partition, queue)
-        if await broker.stats(name) is None:
-            raise UnknownPartition(f"queue {name} does not exist (partition {partition!r}, queue {queue!r})")
+        name = await self._existing(broker, partition, queue, queue_name)
         return await broker.drop_all(name, self._key_releaser(partition), on_progress)
+
+    @staticmethod
+    async def _existing(broker: Broker, partition: str, queue: str, naming: Callable[[str, str], str]) -> str:
+        """The RabbitMQ queue `naming(partition, queue)`; UnknownQueue if it does not exist."""
+        name = naming(check_partition(partition), check_queue(queue))
+        if await broker.stats(name) is None:
+            raise UnknownQueue(f"partition {partition!r} has no queue {queue!r} (no RabbitMQ queue {name})")
+        return name
 
     def _key_releaser(self, partition: str) -> Callable[[Peeked], Awaitable[None]]:
         """Frees the queue key of a job that is about to be deleted, if it still holds it."""
@@ -625,9 +662,10 @@ class Client:
     # buried jobs
 
     async def buried(self, partition: str, queue: str, limit: int = 100) -> list[BuriedJob]:
-        """Up to `limit` buried jobs of a queue, oldest first, left where they are."""
+        """Up to `limit` buried jobs of a queue, oldest first, left where they are;
+        UnknownQueue if the queue does not exist."""
         broker = await self.broker()
-        peeked = await broker.peek(buried_queue_name(partition, queue), limit)
+        peeked = await broker.peek(await self._existing(broker, partition, queue, buried_queue_name), limit)
         return [BuriedJob.from_peeked(p) for p in peeked]
 
     async def queued(self, partition: str, queue: str, limit: int = 100) -> list[QueuedJob]:
@@ -638,16 +676,12 @@ class Client:
         requeue (see `Broker.peek`: a quorum queue puts them behind the jobs
         not peeked) and they are marked redelivered. Jobs of an execution key
         waiting for their turn are in their key's waiting queue, not here.
-        Raises UnknownPartition if the queue does not exist.
+        Raises UnknownQueue if the queue does not exist.
         """
         if limit < 1:
             raise ConfigError(f"limit must be at least 1, got {limit}")
         broker = await self.broker()
-        name = queue_name(check_partition(partition), check_queue(queue))
-        if await broker.stats(name) is None:
-            raise UnknownPartition(
-                f"partition {partition!r} has no queue {queue!r} (no RabbitMQ queue {name})"
-            )
+        name = await self._existing(broker, partition, queue, queue_name)
         return [QueuedJob.from_peeked(p) for p in await broker.peek(name, limit)]
 
     async def running(
@@ -678,9 +712,10 @@ class Client:
         another queued job holds the key meanwhile, the buried job stays buried,
         so the key still means one queued job, and `on_key_held(job_id, key)`
         hears of it. `on_progress(seen, total)` is called after each buried job
-        looked at.
+        looked at. Raises UnknownQueue if the queue does not exist.
         """
         broker = await self.broker()
+        source = await self._existing(broker, partition, queue, buried_queue_name)
         target = queue_name(partition, queue)
         wanted = None if job_ids is None else set(job_ids)
 
@@ -698,19 +733,45 @@ class Client:
                     return None
             return _unburied(peeked, target)
 
-        return await broker.move(buried_queue_name(partition, queue), choose, on_progress)
+        return await broker.move(source, choose, on_progress)
 
     async def purge_buried(self, partition: str, queue: str) -> int:
-        """Delete every buried job of a queue; returns how many went.
+        """Delete every buried job of a queue; returns how many went (UnknownQueue if
+        the queue does not exist).
 
         A buried job normally freed its queue key when it was buried; one that
         RabbitMQ dead-lettered by itself may still hold it, and it is freed here.
         """
         broker = await self.broker()
-        return await broker.drop_all(buried_queue_name(partition, queue), self._key_releaser(partition))
+        name = await self._existing(broker, partition, queue, buried_queue_name)
+        return await broker.drop_all(name, self._key_releaser(partition))
 
     # nodes
 
     async def nodes(self) -> Sequence[NodeInfo]:
         """The live nodes, sorted by name."""
         return await list_nodes(await self.etcd(), self.namespace)
+
+    async def doctor(self) -> list[Finding]:
+        """What the nodes skip without a word (see `cluster/audit.py`): partition entries
+        that do not decode, paused keys that name no queue; and as notes (not ignored),
+        pauses of queues not in the map and partitions no live node matches."""
+        etcd = await self.etcd()
+        partitions, findings = await audit.partition_entries(etcd, self.namespace)
+        findings += await audit.paused_entries(etcd, self.namespace, partitions)
+        live = [NodeProfile(n.name, frozenset(n.labels)) for n in await self.nodes()]
+        for spec in partitions.values():
+            if live and (spec.nodes or spec.labels) and not any(runs_on(spec, n) for n in live):
+                selection = [f"nodes={','.join(spec.nodes)}"] if spec.nodes else []
+                selection += [f"labels={','.join(spec.labels)}"] if spec.labels else []
+                findings.append(
+                    Finding(
+                        keys.partition(self.namespace, spec.name),
+                        f"partition {spec.name}: no live node matches its placement"
+                        f" ({' '.join(selection)}); its jobs wait",
+                        f"start a node it selects, or rogerctl partition start {spec.name} ..."
+                        " with other --nodes/--labels",
+                        ignored=False,
+                    )
+                )
+        return findings

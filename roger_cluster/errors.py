@@ -61,3 +61,11 @@ class DuplicateNode(ClusterError):
 
 class UnknownPartition(ClusterError):
     """The partition does not exist in the partition map."""
+
+
+class UnknownQueue(UnknownPartition):
+    """The partition has no such queue: not in its map entry, or not in RabbitMQ."""
+
+
+class InvalidEntry(ConfigError):
+    """A value stored in etcd does not decode; nodes ignore it (`rogerctl doctor` lists them)."""

@@ -1,10 +1,12 @@
-"""Flags shared by roger-node and rogerctl, with their environment fallbacks."""
+"""Flags shared by roger-node and rogerctl, with their environment fallbacks, and
+their exit codes: one table (`Exit`), mapped once from the RogerError tree."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from enum import IntEnum
 
 from ..config import (
     DEFAULT_AMQP_URL,
@@ -15,15 +17,55 @@ from ..config import (
     EtcdConfig,
     TlsFiles,
 )
-from ..errors import ConfigError
+from ..errors import (
+    ConfigError,
+    DecodeError,
+    DuplicateJob,
+    DuplicateNode,
+    InvalidEntry,
+    JobError,
+    RogerError,
+    UnknownPartition,
+    UnroutableJob,
+)
 from . import logs, tree
 from .color import paint
 
-EXIT_OK = 0
-EXIT_UNREACHABLE = 1
-EXIT_USAGE = 2
-EXIT_CONFLICT = 3
-EXIT_NOT_FOUND = 4
+
+class Exit(IntEnum):
+    """The exit codes of rogerctl and roger-node: the one table, also in docs/cli.md."""
+
+    OK = 0
+    FAILED = 1  # a server cannot be reached or refused the request; a wait ran out (drain --timeout)
+    USAGE = 2  # bad usage or bad input (a name, JSON, a job class that is not there): nothing changed
+    CONFLICT = 3  # a duplicate: a queue key another job holds; a node name a live node holds
+    NOT_FOUND = 4  # no such partition or queue (in the map, or in RabbitMQ)
+    INVALID_STATE = 5  # an entry in etcd does not decode (nodes ignore it; `rogerctl doctor`)
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+# The RogerError tree -> exit codes; the first class that matches wins (subclasses first).
+ERROR_EXITS: tuple[tuple[type[RogerError] | tuple[type[RogerError], ...], Exit], ...] = (
+    (InvalidEntry, Exit.INVALID_STATE),
+    ((DuplicateJob, DuplicateNode), Exit.CONFLICT),
+    ((UnknownPartition, UnroutableJob), Exit.NOT_FOUND),
+    ((ConfigError, JobError, DecodeError), Exit.USAGE),
+)
+
+
+def exit_code(error: RogerError) -> Exit:
+    """The exit code for an error; FAILED for servers unreachable or refusing, and the rest."""
+    for kinds, code in ERROR_EXITS:
+        if isinstance(error, kinds):
+            return code
+    return Exit.FAILED
+
+
+EXIT_OK = Exit.OK
+EXIT_UNREACHABLE = Exit.FAILED
+EXIT_USAGE = Exit.USAGE
+EXIT_CONFLICT = Exit.CONFLICT
+EXIT_NOT_FOUND = Exit.NOT_FOUND
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -152,7 +194,7 @@ def etcd_config(args: argparse.Namespace) -> EtcdConfig:
 
 def fail(program: str, code: int, message: str, color: bool = False) -> int:
     """Print a one-line error for the program (red if `color`) and return its exit code."""
-    print(paint(f"{program}: {message}", "error", color), file=sys.stderr)
+    print(paint(f"{program}: {' '.join(message.split())}", "error", color), file=sys.stderr)
     return code
 
 

@@ -1,8 +1,15 @@
 """rogerctl: operate a roger_cluster from the shell.
 
-Exit codes: 0 ok; 1 a server cannot be reached or refused the request;
-2 bad usage or bad input (nothing was changed); 3 conflict (a duplicate job);
-4 not found (unknown partition).
+Exit codes are one table, `common.Exit` (docs/cli.md): 0 ok; 1 a server cannot
+be reached or refused the request, or a wait ran out; 2 bad usage or bad input
+(nothing was changed); 3 conflict (a duplicate job); 4 not found (partition,
+queue); 5 an entry in etcd does not decode; 130 interrupted. Every error is one
+line on stderr, `rogerctl: ...`.
+
+`job enqueue` refuses what cannot run: a class missing from a module rogerctl
+can import (2), a partition not in the map or a queue it does not have (4,
+unless `--force`). A module it cannot import is only a warning: the app's code
+may live on the nodes alone.
 """
 
 from __future__ import annotations
@@ -14,26 +21,24 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
 from ..cluster.partitions import PartitionSpec
 from ..codec import JobMessage
-from ..errors import ConfigError, DuplicateJob, JobError, RogerError, UnknownPartition, UnroutableJob
+from ..errors import ConfigError, InvalidEntry, RogerError, UnknownPartition, UnknownQueue
 from ..job import Job, new_job_id
 from ..names import buried_queue_name, check_concurrency, check_partition, check_queue
 from . import color, completion, tree
 from .common import (
-    EXIT_CONFLICT,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
+    Exit,
     add_connection_flags,
     amqp_config,
     env,
     etcd_config,
+    exit_code,
     fail,
     parse,
     setup_logging,
@@ -45,7 +50,7 @@ from .output import Output
 from .progress import Progress
 from .queues import add_queue_commands
 
-Command = Callable[[Client, argparse.Namespace, Output], Awaitable[None]]
+Command = Callable[[Client, argparse.Namespace, Output], Awaitable[int | None]]
 
 
 def parse_queues(items: list[str]) -> dict[str, int]:
@@ -68,20 +73,49 @@ def parse_queues(items: list[str]) -> dict[str, int]:
     return queues
 
 
-def job_message(path: str, args_json: str, queue: str | None) -> JobMessage:
-    """The message for `rogerctl job enqueue`, from the class if it can be imported here."""
+def json_args(text: str) -> Any:
+    """ARGS_JSON: JSON text, `@FILE` (a file holding it) or `-` (stdin), for arguments
+    too big for a command line; ConfigError if unreadable or not JSON."""
+    source = "job arguments"
+    if text == "-":
+        try:
+            text, source = sys.stdin.read(), "job arguments on stdin"
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read job arguments from stdin: {e}") from None
+    elif text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text, source = f.read(), f"job arguments in {text[1:]}"
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read job arguments from {text[1:]!r}: {e}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{source} are not valid JSON: {e}") from None
+
+
+def job_message(path: str, args: Any, queue: str | None, warn: Callable[[str], None]) -> JobMessage:
+    """The message for `rogerctl job enqueue`, from the class if its module can be imported here.
+
+    A module that imports but has no such Job class is refused (ConfigError): every
+    node would bury the job on arrival. A module that cannot be imported here is
+    `warn`ed about and the message names the class as given: the app's code may
+    live on the nodes only, and they check it against their allowlist.
+    """
     module_name, sep, class_name = path.partition(":")
     if not sep or not module_name or not class_name:
         raise ConfigError(f"job class {path!r} must look like module.path:ClassName")
     try:
-        args = json.loads(args_json)
-    except ValueError as e:
-        raise ConfigError(f"job arguments are not valid JSON: {e}") from None
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        # The class may live only on the nodes; they check it against their allowlist.
+        module = importlib.import_module(module_name)
+    except Exception as e:  # whatever the module raises while importing
+        warn(
+            f"cannot import {module_name} here ({type(e).__name__}: {e}); enqueued without checking"
+            f" {class_name}: the nodes check it against their --jobs"
+        )
         return JobMessage(new_job_id(), path, args, check_queue(queue or Job.queue))
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ConfigError(f"module {module_name} has no {class_name}; nothing enqueued")
     if not (isinstance(cls, type) and issubclass(cls, Job)):
         raise ConfigError(f"{path} is not a roger_cluster Job subclass")
     return JobMessage.from_job(cls.create(args), queue)
@@ -140,10 +174,12 @@ async def cmd_partition_stop(client: Client, args: argparse.Namespace, out: Outp
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {args.timeout:g}")
     with Progress("") as line:
-        await client.stop_partition(
+        invalid = await client.stop_partition(
             name, drain=args.drain, timeout=args.timeout, on_progress=lambda p: line.report(_drain_line(p))
         )
-    how = "drained and stopped" if args.drain else "stopped"
+    if invalid is not None:
+        out.warn(f"{invalid}; removed it anyway{' (without a drain)' if args.drain else ''}")
+    how = "drained and stopped" if args.drain and invalid is None else "stopped"
     out.message(f"partition {name} {how}", {"name": name, "stopped": True, "drained": args.drain})
 
 
@@ -178,9 +214,43 @@ async def cmd_partition_show(client: Client, args: argparse.Namespace, out: Outp
 
 
 async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output) -> None:
-    message = job_message(args.job, args.args, args.queue)
-    await client.enqueue_message(message, check_partition(args.partition))
+    partition = check_partition(args.partition)
+    message = job_message(args.job, json_args(args.args), args.queue, out.warn)
+    if not args.force:
+        await _check_target(client, partition, message.queue, out)
+    await client.enqueue_message(message, partition)
     out.message(message.id, {"id": message.id, "partition": args.partition, "queue": message.queue})
+
+
+async def _check_target(client: Client, partition: str, queue: str, out: Output) -> None:
+    """Refuse a job no node would take: its partition is stopped or lacks its queue."""
+    try:
+        spec = await client.partition_spec(partition)
+    except UnknownPartition:
+        raise UnknownPartition(
+            f"partition {partition!r} is not started: no node would take the job;"
+            " nothing enqueued (--force enqueues it anyway)"
+        ) from None
+    if queue not in spec.queues:
+        raise UnknownQueue(
+            f"partition {partition!r} has no queue {queue!r} (it has {', '.join(spec.queues)});"
+            " nothing enqueued (--force enqueues it anyway)"
+        )
+    if spec.draining:
+        out.warn(f"partition {partition} is draining: no node takes its jobs until it is started again")
+
+
+async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> int:
+    findings = await client.doctor()
+    if findings or out.json_mode:
+        out.table(
+            ["KIND", "KEY", "PROBLEM", "WAY OUT"],
+            [["ignored" if f.ignored else "note", f.key, f.problem, f.fix] for f in findings],
+            [asdict(f) for f in findings],
+        )
+    else:
+        out.message("nothing ignored: every partition and pause in etcd is usable", [])
+    return Exit.INVALID_STATE if any(f.ignored for f in findings) else Exit.OK
 
 
 async def cmd_job_cancel(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -234,7 +304,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rogerctl",
         description="Operate a roger_cluster: nodes, partitions, jobs.",
-        epilog="Exit codes: 0 ok, 1 server unreachable, 2 bad usage, 3 conflict, 4 not found.",
+        epilog="Exit codes: 0 ok, 1 server unreachable or refusing (or a wait ran out), 2 bad usage"
+        " or input, 3 conflict, 4 not found, 5 an entry in etcd nodes ignore (see doctor), 130"
+        " interrupted.",
     )
     add_connection_flags(p)
     p.add_argument(
@@ -320,9 +392,19 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("partition", metavar="PARTITION", help="partition name")
     enqueue.add_argument("job", metavar="MODULE:CLASS", help="the job class, e.g. myapp.jobs:SendMail")
     enqueue.add_argument(
-        "args", nargs="?", default="null", metavar="ARGS_JSON", help="its arguments as JSON (default null)"
+        "args",
+        nargs="?",
+        default="null",
+        metavar="ARGS_JSON",
+        help="its arguments as JSON (default null); @FILE reads them from a file, - from stdin",
     )
     enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
+    enqueue.add_argument(
+        "--force",
+        action="store_true",
+        help="enqueue even if the partition is not started or has no such queue in the map"
+        " (the job waits in its RabbitMQ queue, which must exist)",
+    )
     enqueue.set_defaults(run=cmd_job_enqueue)
     cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("partition", metavar="PARTITION", help="partition name")
@@ -343,6 +425,16 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="list entries in etcd that nodes ignore (exit 5 if any), and notes on ones with no effect",
+        description="List what the nodes skip without a word: partition entries whose value does not"
+        " decode (nodes ignore them; `partition stop NAME` removes one) and paused keys that name no"
+        " queue. Notes, which do not change the exit code: pauses of queues not in the partition map,"
+        " and partitions whose --nodes/--labels match no live node. Exit 5 if anything is ignored.",
+    )
+    doctor.set_defaults(run=cmd_doctor)
 
     add_dashboard_command(commands)
     complete = commands.add_parser(
@@ -365,7 +457,7 @@ def print_completion(shell: str) -> None:
     print(completion.script(shell, {"rogerctl": parser(), "roger-node": node.parser()}), end="")
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> int:
     """Run the chosen command with a client built from the flags."""
     client = Client(
         management_url=args.management_url or None,
@@ -380,7 +472,7 @@ async def run(args: argparse.Namespace) -> None:
     )
     command: Command = args.run
     async with client:
-        await command(client, args, out)
+        return await command(client, args, out) or Exit.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,21 +480,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser(), argv)
     if args.command == "completion":
         print_completion(args.shell)
-        return EXIT_OK
+        return Exit.OK
     setup_logging("warning")
     red = color.wanted(args.color, sys.stderr)
     try:
-        asyncio.run(run(args))
-    except (ConfigError, JobError) as e:
-        code = EXIT_USAGE if not isinstance(e, DuplicateJob) else EXIT_CONFLICT
-        return fail("rogerctl", code, str(e), red)
-    except (UnknownPartition, UnroutableJob) as e:
-        return fail("rogerctl", EXIT_NOT_FOUND, str(e), red)
+        return asyncio.run(run(args))
+    except InvalidEntry as e:
+        hint = "nodes ignore it; `rogerctl partition stop` removes it, `rogerctl doctor` lists all such"
+        return fail("rogerctl", exit_code(e), f"{e} ({hint})", red)
     except RogerError as e:
-        return fail("rogerctl", EXIT_UNREACHABLE, str(e), red)
+        return fail("rogerctl", exit_code(e), str(e), red)
     except KeyboardInterrupt:
-        return fail("rogerctl", EXIT_UNREACHABLE, "interrupted", red)
-    return EXIT_OK
+        return fail("rogerctl", Exit.INTERRUPTED, "interrupted", red)
 
 
 if __name__ == "__main__":

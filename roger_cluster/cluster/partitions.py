@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, UnknownPartition
+from ..errors import ConfigError, InvalidEntry, UnknownPartition
 from ..names import check_concurrency, check_label, check_node, check_partition, check_queue
 from . import keys
 from .etcd import Etcd, WatchEvent
@@ -60,7 +60,8 @@ class PartitionSpec:
 
     @classmethod
     def decode(cls, name: str, value: bytes) -> PartitionSpec:
-        """Parse a stored value; ConfigError if someone wrote garbage."""
+        """Parse a stored value; InvalidEntry if someone wrote garbage (or a name,
+        queue or concurrency the rules do not allow)."""
         try:
             data = json.loads(value)
             queues = data["queues"]
@@ -71,9 +72,10 @@ class PartitionSpec:
             draining = data.get("draining", False)
             if not isinstance(draining, bool):
                 raise TypeError("draining is not true or false")
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"partition {name!r} in etcd is not valid: {e}") from e
-        return cls(name=name, queues=queues, nodes=nodes, labels=labels, draining=draining)
+            return cls(name=name, queues=queues, nodes=nodes, labels=labels, draining=draining)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
+            why = f"missing {e}" if isinstance(e, KeyError) else str(e)
+            raise InvalidEntry(f"partition {name!r} in etcd is not valid: {why}") from e
 
 
 def _strings(value: object, what: str) -> tuple[str, ...]:
@@ -129,7 +131,7 @@ async def create_partition(etcd: Etcd, namespace: str, spec: PartitionSpec) -> P
     """Write `spec` only if the partition does not exist (one etcd transaction), and
     return the spec in force: `spec` if it was written, else the one already there.
 
-    An entry that is there but does not decode raises ConfigError: it is left as it is.
+    An entry that is there but does not decode raises InvalidEntry: it is left as it is.
     """
     key = keys.partition(namespace, spec.name)
     while True:

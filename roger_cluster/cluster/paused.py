@@ -34,7 +34,8 @@ async def resume(etcd: Etcd, namespace: str, partition: str, queue: str) -> bool
     return await etcd.delete(keys.paused(namespace, partition, queue)) > 0
 
 
-def _queue_id(prefix: str, key: str) -> QueueId | None:
+def queue_of(prefix: str, key: str) -> QueueId | None:
+    """The (partition, queue) a paused key names, or None: a key that names none is no pause."""
     partition, sep, queue = keys.name_of(prefix, key).partition("/")
     return (partition, queue) if sep and partition and queue else None
 
@@ -43,7 +44,7 @@ async def read_paused(etcd: Etcd, namespace: str) -> frozenset[QueueId]:
     """Every paused (partition, queue)."""
     prefix = keys.paused_prefix(namespace)
     kvs, _ = await etcd.get_prefix(prefix)
-    return frozenset(q for kv in kvs if (q := _queue_id(prefix, kv.key)) is not None)
+    return frozenset(q for kv in kvs if (q := queue_of(prefix, kv.key)) is not None)
 
 
 async def follow_paused(
@@ -57,12 +58,12 @@ async def follow_paused(
 
     async def reset(state: dict[str, bytes]) -> None:
         current.clear()
-        current.update(q for key in state if (q := _queue_id(prefix, key)) is not None)
+        current.update(q for key in state if (q := queue_of(prefix, key)) is not None)
         await on_change(frozenset(current))
 
     async def apply(events: list[WatchEvent]) -> None:
         for event in events:
-            queue_id = _queue_id(prefix, event.key)
+            queue_id = queue_of(prefix, event.key)
             if queue_id is None:
                 continue
             if event.value is None:
