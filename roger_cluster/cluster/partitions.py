@@ -166,10 +166,13 @@ async def follow_map(
     async def apply(events: list[WatchEvent]) -> None:
         for event in events:
             name = keys.name_of(prefix, event.key)
-            if event.value is None:
+            spec = None if event.value is None else parse_entry(namespace, event.key, event.value)
+            if spec is None:
+                # An unusable value is ignored as a node starting now would ignore it:
+                # every node computes the same map from what etcd holds.
                 current.pop(name, None)
-            elif (spec := parse_entry(namespace, event.key, event.value)) is not None:
-                current[name] = spec  # an unusable value keeps the last good one
+            else:
+                current[name] = spec
         await on_change(dict(current))
 
     await follow_prefix(etcd, prefix, reset, apply)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from roger_cluster import Client
+from roger_cluster.cluster import keys
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 
@@ -100,3 +101,30 @@ async def test_partition_show_reports_concurrency_ready_and_consumers(
         return q.ready == 0 and q.consumers == 1
 
     await eventually(drained, timeout=15)
+
+
+async def test_a_partition_overwritten_with_garbage_is_ignored_by_running_and_new_nodes_alike(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_namespace: str,
+    roger_management: Management,
+) -> None:
+    p = roger_partition
+    queue = f"{p}-default"
+    await node_factory.start()
+    await roger_client.start_partition(p, {"default": 2})
+    await wait_prefetches(roger_management, queue, [2])
+
+    etcd = await roger_client.etcd()
+    await etcd.put(keys.partition(roger_namespace, p), b"{not json")
+    # The running node drops it, as a node that starts now does: one answer for all.
+    await wait_prefetches(roger_management, queue, [])
+    await node_factory.start()
+    doctor = rogerctl(node_factory, "doctor")
+    assert doctor.returncode == 5, doctor.stdout + doctor.stderr
+    assert p in doctor.stdout
+    assert await prefetches(roger_management, queue) == []
+
+    await roger_client.set_partition(p, {"default": 3})
+    await wait_prefetches(roger_management, queue, [3, 3])
