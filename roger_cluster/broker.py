@@ -514,6 +514,25 @@ class Broker:
         await self._guard(run, f"deleting queue {name}")
 
 
+async def on_consumer_cancelled(channel: AbstractChannel, callback: Callable[[str], None]) -> None:
+    """Call `callback(consumer_tag)` whenever RabbitMQ cancels a consumer of `channel`.
+
+    RabbitMQ does that (basic.cancel from the server) when the consumed queue
+    is deleted, by hand or by a node failure of a replicated queue. The
+    channel stays open: its unacked deliveries can still be settled on it, and
+    the owner may declare the queue again and consume it on the same channel.
+    The callback runs in the channel's frame reader, so it must not wait on the
+    channel: it should only record the loss and wake whoever converges.
+    """
+    underlay = await channel.get_underlay_channel()
+
+    def cancelled(frame: spec.Basic.Cancel) -> None:
+        if frame.consumer_tag is not None:
+            callback(frame.consumer_tag)
+
+    underlay.on_consumer_cancel_callbacks.add(cancelled)
+
+
 @dataclass(frozen=True)
 class Peeked:
     """A message read from a queue: its body and the properties we keep."""

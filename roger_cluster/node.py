@@ -28,7 +28,7 @@ from .cluster.partitions import PartitionMap, follow_map
 from .cluster.paused import follow_paused
 from .config import NodeConfig
 from .control import ControlServer, worker_handlers
-from .errors import ConfigError, DuplicateNode, RogerError
+from .errors import BrokerError, ConfigError, DuplicateNode, RogerError
 from .health import HealthServer
 from .job import JobRegistry
 from .metrics import Metrics
@@ -353,9 +353,19 @@ class Node:
         if consumer is not None and consumer.is_alive:
             await consumer.set_concurrency(concurrency)
             return
+        partition, queue = queue_id
+        if consumer is not None and consumer.is_open:
+            # RabbitMQ cancelled the consumer (its queue was deleted): declare the queue
+            # again and consume on the same channel, which still settles the jobs it runs.
+            await consumer.wait_resumable()
+            await self.broker.declare(partition, queue)
+            if await self.broker.stats(consumer.name) is None:
+                # A quorum queue still being deleted takes the declare but not a consume.
+                raise BrokerError(f"queue {consumer.name} is still being deleted")
+            await consumer.resume(concurrency)
+            return
         if consumer is not None:
             await consumer.close()
-        partition, queue = queue_id
         assert self._pipeline is not None
         consumer = QueueConsumer(
             self.broker, self._pipeline, partition, queue, concurrency, self._on_consume_ok

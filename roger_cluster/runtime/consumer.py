@@ -5,6 +5,13 @@ the others, and its prefetch is the queue's concurrency: RabbitMQ shows one
 consumer per node per queue with that prefetch. Each delivery goes through the
 node's `Pipeline`, which settles it once its job is done; a node that dies
 before that leaves the message unacked and RabbitMQ gives it to another node.
+
+A consumer can be lost two ways: its channel closes, or RabbitMQ cancels it
+(basic.cancel from the server: the queue was deleted, by hand or otherwise).
+Both wake the node's reconciler. After a cancel the channel is still open and
+carries the deliveries of the jobs still running, so the node declares the
+queue again and consumes it on that same channel (`resume`), where those jobs
+are settled as usual.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
-from ..broker import Broker
+from ..broker import Broker, on_consumer_cancelled
 from ..names import queue_name
 from .acks import Acker
 from .delivery import Delivery
@@ -32,6 +39,12 @@ log = logging.getLogger(__name__)
 
 # Time a job past its limit needs to be stopped and settled, on top of the limit.
 CONSUMER_TIMEOUT_MARGIN = 60.0
+# Seconds between RabbitMQ cancelling a consumer and declaring its queue again. A
+# quorum queue being deleted still takes declares for a while after the cancel (over
+# a second, seen on RabbitMQ 3.10), and a basic.consume on it makes RabbitMQ close
+# the whole connection (INTERNAL_ERROR): the node checks the queue answers first,
+# and this pause spares it most of those checks.
+RESUME_DELAY = 0.5
 
 
 class QueueConsumer:
@@ -58,24 +71,65 @@ class QueueConsumer:
         self._channel: AbstractChannel | None = None
         self._acker = Acker(max_batch=_batch(concurrency))
         self._tag: str | None = None
+        self._on_lost: Callable[[], None] | None = None
+        self._lost_tag: str | None = None  # the tag of a consumer RabbitMQ cancelled
+        self._resume_at = 0.0  # monotonic time before which not to consume it again
 
     @property
     def is_alive(self) -> bool:
         """Whether the consumer's channel is open and consuming."""
-        return self._tag is not None and self._channel is not None and not self._channel.is_closed
+        return self._tag is not None and self.is_open
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the consumer's channel is open (consuming or not)."""
+        return self._channel is not None and not self._channel.is_closed
 
     async def start(self) -> None:
         """Open a channel with prefetch = concurrency and start consuming."""
-        self._channel = await self.broker.channel(prefetch=self.concurrency)
+        channel = self._channel = await self.broker.channel(prefetch=self.concurrency)
         self._acker = Acker(max_batch=_batch(self.concurrency))
+        await on_consumer_cancelled(channel, lambda tag: self._cancelled_by_broker(channel, tag))
         await self._consume()
 
-    async def _consume(self) -> None:
+    def _cancelled_by_broker(self, channel: AbstractChannel, tag: str) -> None:
+        if channel is not self._channel or tag != self._tag:
+            return  # an older channel, or a consumer we cancelled ourselves
+        self._tag, self._lost_tag = None, tag
+        self._resume_at = time.monotonic() + RESUME_DELAY
+        log.warning(
+            "RabbitMQ cancelled the consumer of %s (the queue was deleted?); declaring it again,"
+            " %d running job(s) of it go on",
+            self.name,
+            self.slots.in_use,
+        )
+        if self._on_lost is not None:
+            self._on_lost()
+
+    async def wait_resumable(self) -> None:
+        """Return once RESUME_DELAY has passed since RabbitMQ cancelled the consumer."""
+        await asyncio.sleep(max(0.0, self._resume_at - time.monotonic()))
+
+    async def resume(self, concurrency: int) -> None:
+        """Consume again on the same channel after RabbitMQ cancelled the consumer
+        (the caller declared the queue again); deliveries still running stay on it.
+
+        The new consumer takes the lost one's tag: RabbitMQ 3.10's management
+        API keeps a cancelled consumer's record while its channel lives, and
+        showed both otherwise (`partition show` listed every node twice).
+        """
+        assert self._channel is not None and self._tag is None
+        await self._apply(concurrency)
+        await self._consume(self._lost_tag)
+
+    async def _consume(self, tag: str | None = None) -> None:
         assert self._channel is not None
         # Below aio-pika on purpose: see runtime/delivery.py.
         channel = await self._channel.get_underlay_channel()
-        ok = await channel.basic_consume(self.name, self._on_delivery, arguments=self._consume_arguments())
-        self._tag = ok.consumer_tag
+        ok = await channel.basic_consume(
+            self.name, self._on_delivery, arguments=self._consume_arguments(), consumer_tag=tag
+        )
+        self._tag, self._lost_tag = ok.consumer_tag, None
         log.info(
             "consuming %s with prefetch %d (consume-ok at %.6f)",
             self.name,
@@ -94,7 +148,9 @@ class QueueConsumer:
         return {"x-consumer-timeout": int((limit + CONSUMER_TIMEOUT_MARGIN) * 1000)}
 
     def on_closed(self, callback: Callable[[], None]) -> None:
-        """Call `callback` when the channel closes for any reason but our own close()."""
+        """Call `callback` when the channel closes for any reason but our own close(),
+        and when RabbitMQ cancels the consumer (see `resume`)."""
+        self._on_lost = callback
         channel = self._channel
 
         def closed(_: object, error: BaseException | None = None) -> None:
@@ -120,14 +176,20 @@ class QueueConsumer:
         """
         if concurrency == self.concurrency:
             return
+        await self._cancel()
+        await self._apply(concurrency)
+        if self._channel is not None:
+            await self._consume()
+
+    async def _apply(self, concurrency: int) -> None:
+        """Take `concurrency` as the slots, ack batch and prefetch of the next consumer."""
+        if concurrency == self.concurrency:
+            return
         self.concurrency = concurrency
         self._acker.max_batch = _batch(concurrency)
         await self.slots.resize(concurrency)
-        if self._channel is None:
-            return
-        await self._cancel()
-        await self._channel.set_qos(prefetch_count=concurrency)
-        await self._consume()
+        if self._channel is not None:
+            await self._channel.set_qos(prefetch_count=concurrency)
 
     async def _cancel(self) -> None:
         tag, self._tag = self._tag, None

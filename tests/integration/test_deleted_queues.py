@@ -1,0 +1,73 @@
+"""Queues deleted on the broker by hand (`rabbitmqctl delete_queue`, the console's
+delete button): the partition is still in the map, so the nodes declare the queue
+again and consume it within seconds, as after a lost channel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from roger_cluster import Client
+from roger_cluster.management import Management
+from roger_cluster.testing import NodeFactory, eventually
+from tests import jobs
+from tests.helpers import consumers
+from tests.integration.test_partitions import rogerctl
+from tests.ledger import ended
+
+
+async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_seconds(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+) -> None:
+    nodes = await node_factory.start_many(2, jobs="tests.jobs")
+    await roger_client.start_partition(roger_partition, {"default": 2})
+    name = f"{roger_partition}-default"
+    await eventually(lambda: consumers(roger_client, name, 2), timeout=15)
+
+    assert await roger_management.delete_queue(name)
+    await eventually(lambda: consumers(roger_client, name, 2), timeout=10, message=f"consumers of {name}")
+
+    async def one_consumer_per_node() -> bool:
+        connections = await roger_management.connection_names()
+        listed = await roger_management.consumers(name)
+        found = [connections.get(c.connection_name or "", "?") for c in listed]
+        assert sorted(found) == sorted(n.name for n in nodes)
+        return True
+
+    await eventually(one_consumer_per_node, timeout=15, interval=0.5)
+    ledger = tmp_path / "ledger"
+    job = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(job, roger_partition)
+    await eventually(lambda: ended(ledger)[job.id] == 1, timeout=10)
+    for node in nodes:  # one warning each, and no lost connection on the way
+        assert node.log().count(f"RabbitMQ cancelled the consumer of {name}") == 1, node.log()
+        assert "Traceback" not in node.log() and "connected to RabbitMQ" not in node.log(), node.log()
+
+
+async def test_partition_show_lists_each_node_once_after_a_queue_was_deleted(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_management: Management,
+) -> None:
+    nodes = await node_factory.start_many(2, jobs="tests.jobs")
+    p = roger_partition
+    assert rogerctl(node_factory, "partition", "start", p, "default=3").returncode == 0
+    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=15)
+    assert await roger_management.delete_queue(f"{p}-default")
+    assert rogerctl(node_factory, "partition", "start", p, "default=3").returncode == 0
+    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=10)
+
+    def shown() -> bool:
+        [row] = json.loads(rogerctl(node_factory, "--json", "partition", "show", p).stdout)
+        assert (row["consumers"], [c["node"] for c in row["consumer_nodes"]]) == (2, [n.name for n in nodes])
+        return True
+
+    # The management API reads a stats interval (5 s) late; a stale record would stay.
+    await eventually(shown, timeout=20, interval=1.0)
+    [line] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+    assert line.split()[-1] == ",".join(n.name for n in nodes)
