@@ -52,7 +52,7 @@ from .errors import (
 )
 from .job import Job
 from .keyed import park
-from .management import Management, ManagementError, QueueRates
+from .management import ConsumerInfo, Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
 from .placement import NodeProfile, runs_on
 
@@ -65,6 +65,32 @@ class NodeConsumer:
 
     node: str  # its connection's name; a node names its connection after itself
     prefetch: int
+
+
+def node_consumers(consumers: Iterable[ConsumerInfo], connections: Mapping[str, str]) -> list[NodeConsumer]:
+    """The consumers of one queue the management API lists, as nodes, each live one once.
+
+    The API's consumer records outlive some consumers: one whose channel is
+    closed stays (without channel details) until RabbitMQ's stats are collected,
+    and one that RabbitMQ cancelled (its queue deleted) stays while its channel
+    lives (RabbitMQ 3.10). A node consumes a queue once per channel, so the
+    consumers of a queue are counted once per open channel.
+    """
+    by_channel: dict[str, ConsumerInfo] = {}
+    for c in consumers:
+        if c.channel_name is not None and c.connection_name is not None:
+            by_channel.setdefault(c.channel_name, c)
+    return sorted(
+        NodeConsumer(connections.get(c.connection_name or "", c.connection_name or "?"), c.prefetch_count)
+        for c in by_channel.values()
+    )
+
+
+def placed(spec: PartitionSpec, nodes: Iterable[NodeInfo]) -> list[str]:
+    """The live `nodes` that consume the partition's queues while not paused, by name."""
+    if spec.draining:
+        return []
+    return sorted(n.name for n in nodes if runs_on(spec, NodeProfile(n.name, frozenset(n.labels))))
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,9 @@ class QueueInfo:
     paused: bool | None = None
     buried: int | None = None
     consumer_nodes: list[NodeConsumer] | None = None
+    # The live nodes the placement gives the queue to: those that consume it
+    # unless it is paused (its partition's `nodes` and `labels`; none while draining).
+    placed_on: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -552,6 +581,7 @@ class Client:
         spec = await pmap.get_partition(await self.etcd(), self.namespace, name)
         broker = await self.broker()
         paused = await self.paused_queues()
+        placed_on = placed(spec, await self.nodes())
         connections = await self._connection_names()
         infos = []
         for queue, concurrency in spec.queues.items():
@@ -569,6 +599,7 @@ class Client:
                     paused=(name, queue) in paused,
                     buried=await self._buried_count(broker, name, queue),
                     consumer_nodes=await self._consumer_nodes(rabbit_name, connections),
+                    placed_on=placed_on,
                 )
             )
         return PartitionInfo(name, infos)
@@ -581,6 +612,7 @@ class Client:
         """
         specs = list(specs) if specs is not None else await self.partitions()
         paused = await self.paused_queues()
+        live = await self.nodes()
         try:
             queues = {q.name: q for q in await self._management.queues(self._vhost)}
             consumers = await self._management.all_consumers(self._vhost)
@@ -591,10 +623,10 @@ class Client:
                 with contextlib.suppress(UnknownPartition):  # removed meanwhile
                     found.append(await self.partition(spec.name))
             return found
-        nodes: dict[str, list[NodeConsumer]] = {}
+        by_queue: dict[str, list[ConsumerInfo]] = {}
         for c in consumers:
-            node = connections.get(c.connection_name or "", c.connection_name or "?")
-            nodes.setdefault(c.queue, []).append(NodeConsumer(node, c.prefetch_count))
+            by_queue.setdefault(c.queue, []).append(c)
+        nodes = {queue: node_consumers(found, connections) for queue, found in by_queue.items()}
         infos = []
         for spec in specs:
             rows = []
@@ -612,6 +644,7 @@ class Client:
                         paused=(spec.name, queue) in paused,
                         buried=buried.messages_ready if buried else None,
                         consumer_nodes=sorted(nodes.get(rabbit_name, [])),
+                        placed_on=placed(spec, live),
                     )
                 )
             infos.append(PartitionInfo(spec.name, rows))
@@ -645,10 +678,7 @@ class Client:
             consumers = await self._management.consumers(rabbit_name, self._vhost)
         except ManagementError:
             return None
-        return sorted(
-            NodeConsumer(connections.get(c.connection_name or "", c.connection_name or "?"), c.prefetch_count)
-            for c in consumers
-        )
+        return node_consumers(consumers, connections)
 
     async def cancel(self, partition: str, job_id: str) -> None:
         """Cancel a job wherever it is: dropped if still queued, stopped if running.

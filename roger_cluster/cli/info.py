@@ -157,7 +157,13 @@ PARTITION_SHOW_HEADERS = [
 
 
 def queue_row(q: QueueInfo) -> list[Any]:
-    """A `partition show` row; `-` where the cluster cannot tell (management API down)."""
+    """A `partition show` row; `-` where the cluster cannot tell (management API down).
+
+    Under NODES, a paused queue says so and names the nodes that consume it on resume.
+    """
     paused = None if q.paused is None else ("yes" if q.paused else "no")
     nodes = None if q.consumer_nodes is None else ",".join(c.node for c in q.consumer_nodes) or "none"
+    if q.paused:
+        placed = ",".join(q.placed_on or []) or "no live node"
+        nodes = f"paused ({placed} on resume)"
     return [q.name, q.rabbitmq_queue, q.concurrency, paused, q.ready, q.unacked, q.buried, q.consumers, nodes]

@@ -19,6 +19,7 @@ from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
 from tests import jobs
 from tests.console import consumers_by_node, wait_consumers
+from tests.helpers import consumers
 from tests.integration.test_partitions import rogerctl
 from tests.ledger import ended, events
 
@@ -181,3 +182,27 @@ async def test_sigterm_bounds_the_jobs_of_a_paused_queue_by_the_shutdown_timeout
     assert await node.wait_exit(1 + 10) == 0
     assert events(ledger, "stopped", job.id)
     assert await ready(roger_client, queue) == 1
+
+
+async def test_partition_show_says_paused_and_names_the_nodes_that_consume_it_on_resume(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str
+) -> None:
+    await node_factory.start("gpu1", jobs="tests.jobs", ROGER_LABELS="gpu")
+    await node_factory.start("gpu2", jobs="tests.jobs", ROGER_LABELS="gpu")
+    await node_factory.start("plain", jobs="tests.jobs")
+    p = roger_partition
+    assert rogerctl(node_factory, "partition", "start", p, "default=2", "--labels", "gpu").returncode == 0
+    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=15)
+    done = rogerctl(node_factory, "queue", "pause", p, "default")
+    assert done.returncode == 0, done.stderr
+    await eventually(lambda: consumers(roger_client, f"{p}-default", 0), timeout=15)
+
+    def shown() -> bool:
+        [row] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+        # The console keeps a cancelled consumer's record for a stats interval or two.
+        assert row.split()[3:] == ["yes", "0", "0", "0", "0", "paused", "(gpu1,gpu2", "on", "resume)"], row
+        return True
+
+    await eventually(shown, timeout=20, interval=1.0)
+    [queue] = json.loads(rogerctl(node_factory, "--json", "partition", "show", p).stdout)
+    assert (queue["paused"], queue["placed_on"], queue["consumer_nodes"]) == (True, ["gpu1", "gpu2"], [])
