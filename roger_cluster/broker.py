@@ -351,10 +351,11 @@ class Broker:
         target = routing_key or queue_name(partition, message.queue)
         await self._send_job(body, amqp_properties(message, partition), target, f"job {message.id}")
 
-    async def declare_waiting(self, partition: str, key: str) -> str:
-        """Declare an execution key's waiting queue (once per connection); returns its name."""
+    async def declare_waiting(self, partition: str, key: str, again: bool = False) -> str:
+        """Declare an execution key's waiting queue (once per connection, unless `again`:
+        it may have been deleted by hand since); returns its name."""
         name = exec_waiting_queue_name(partition, key)
-        if name not in self._declared:
+        if again or name not in self._declared:
             await self._declare({name: {"x-queue-type": self.config.queue_type}})
             self._declared.add(name)
         return name
@@ -415,6 +416,13 @@ class Broker:
                 return QueueStats(name, result.message_count or 0, result.consumer_count or 0)
 
         return await self._guard(run, f"reading queue {name}")
+
+    async def check_consumable(self, name: str) -> None:
+        """Raise BrokerError unless queue `name` answers: declared again after a deletion,
+        a quorum queue still being deleted takes the declare, but a consume on it makes
+        RabbitMQ close the whole connection (see REDECLARE_DELAY)."""
+        if await self.stats(name) is None:
+            raise BrokerError(f"queue {name} is still being deleted")
 
     async def peek(self, name: str, limit: int) -> list[Peeked]:
         """Up to `limit` messages of a queue, read without taking them.
@@ -512,6 +520,14 @@ class Broker:
                 await channel.queue_delete(name, if_unused=False, if_empty=False)
 
         await self._guard(run, f"deleting queue {name}")
+
+
+# Seconds between RabbitMQ cancelling a consumer (its queue deleted) and declaring the
+# queue again. A quorum queue being deleted still takes declares for a while after the
+# cancel (over a second, seen on RabbitMQ 3.10), and a basic.consume on it makes
+# RabbitMQ close the whole connection (INTERNAL_ERROR): `check_consumable` tells when
+# it is gone; this pause spares most of those checks.
+REDECLARE_DELAY = 0.5
 
 
 async def on_consumer_cancelled(channel: AbstractChannel, callback: Callable[[str], None]) -> None:

@@ -5,7 +5,8 @@ now. etcd tells which nodes are alive; RabbitMQ carries the question to each.
 Every node consumes its own control queue `roger.<namespace>.control.<node>`
 (`names.control_queue_name`), declared exclusive: it lives and dies with the
 node's connection, no other connection can consume it, and the node declares
-it again after every reconnect. A client sends one request per node, with a
+it again after every reconnect, and after RabbitMQ cancelled its consumer
+(the queue deleted by hand). A client sends one request per node, with a
 correlation id and RabbitMQ's direct reply-to (no reply queue to declare or to
 leave behind), and gathers the replies until a deadline.
 
@@ -41,7 +42,7 @@ import aiormq
 import msgpack
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from .broker import Broker
+from .broker import Broker, on_consumer_cancelled
 from .codec import CONTENT_TYPE
 from .errors import BrokerError, DecodeError
 from .names import control_queue_name
@@ -138,11 +139,12 @@ class ControlServer:
         self.handlers = dict(handlers)
         self._channel: AbstractChannel | None = None
         self._on_closed: Callable[[], None] | None = None
+        self._cancelled = False  # RabbitMQ cancelled the consumer: its queue was deleted
 
     @property
     def is_alive(self) -> bool:
         """Whether the control queue is being consumed."""
-        return self._channel is not None and not self._channel.is_closed
+        return not self._cancelled and self._channel is not None and not self._channel.is_closed
 
     def on_closed(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the channel closes for any reason but our own close()."""
@@ -163,13 +165,23 @@ class ControlServer:
                 arguments={"x-queue-type": "classic"},
             )
             await queue.consume(self._on_request, no_ack=True)
+            await on_consumer_cancelled(channel, lambda _: self._lost(channel))
         except _AMQP_ERRORS as e:
             with contextlib.suppress(*_AMQP_ERRORS):
                 await channel.close()
             raise BrokerError(f"cannot consume control queue {self.queue_name}: {e}") from e
-        self._channel = channel
+        self._channel, self._cancelled = channel, False
         channel.close_callbacks.add(self._closed)
         log.info("answering control requests on %s", self.queue_name)
+
+    def _lost(self, channel: AbstractChannel) -> None:
+        """RabbitMQ cancelled the consumer: start() opens a new channel and declares the queue
+        again (requests are not acked: nothing is lost with the old channel)."""
+        if channel is self._channel and not self._cancelled:
+            log.warning("RabbitMQ cancelled the consumer of %s (the queue was deleted?)", self.queue_name)
+            self._cancelled = True
+            if self._on_closed is not None:
+                self._on_closed()
 
     def _closed(self, channel: object, *_: object) -> None:
         if channel is self._channel:

@@ -28,7 +28,7 @@ from .cluster.partitions import PartitionMap, follow_map
 from .cluster.paused import follow_paused
 from .config import NodeConfig
 from .control import ControlServer, worker_handlers
-from .errors import BrokerError, ConfigError, DuplicateNode, RogerError
+from .errors import ConfigError, DuplicateNode, RogerError
 from .health import HealthServer
 from .job import JobRegistry
 from .metrics import Metrics
@@ -359,9 +359,7 @@ class Node:
             # again and consume on the same channel, which still settles the jobs it runs.
             await consumer.wait_resumable()
             await self.broker.declare(partition, queue)
-            if await self.broker.stats(consumer.name) is None:
-                # A quorum queue still being deleted takes the declare but not a consume.
-                raise BrokerError(f"queue {consumer.name} is still being deleted")
+            await self.broker.check_consumable(consumer.name)
             await consumer.resume(concurrency)
             return
         if consumer is not None:

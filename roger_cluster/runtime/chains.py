@@ -188,8 +188,9 @@ class Chain:
 
     async def __aenter__(self) -> Chain:
         # Declared first: a job counted in may not be published yet, and a basic.get on
-        # a quorum queue still being created fails with a connection error.
-        name = await self.chains.broker.declare_waiting(self.partition, self.key)
+        # a quorum queue still being created fails with a connection error. Declared
+        # again each time: a queue deleted by hand would otherwise fail every chain of the key.
+        name = await self.chains.broker.declare_waiting(self.partition, self.key, again=True)
         self._channel = await self.chains.broker.channel()
         self._waiting = await self._channel.get_queue(name, ensure=False)
         return self

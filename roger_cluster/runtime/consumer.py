@@ -26,7 +26,7 @@ from typing import Any
 import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
-from ..broker import Broker, on_consumer_cancelled
+from ..broker import REDECLARE_DELAY, Broker, on_consumer_cancelled
 from ..names import queue_name
 from .acks import Acker
 from .delivery import Delivery
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 
 # Time a job past its limit needs to be stopped and settled, on top of the limit.
 CONSUMER_TIMEOUT_MARGIN = 60.0
-# Seconds between RabbitMQ cancelling a consumer and declaring its queue again. A
-# quorum queue being deleted still takes declares for a while after the cancel (over
-# a second, seen on RabbitMQ 3.10), and a basic.consume on it makes RabbitMQ close
-# the whole connection (INTERNAL_ERROR): the node checks the queue answers first,
-# and this pause spares it most of those checks.
-RESUME_DELAY = 0.5
 
 
 class QueueConsumer:
@@ -96,7 +90,7 @@ class QueueConsumer:
         if channel is not self._channel or tag != self._tag:
             return  # an older channel, or a consumer we cancelled ourselves
         self._tag, self._lost_tag = None, tag
-        self._resume_at = time.monotonic() + RESUME_DELAY
+        self._resume_at = time.monotonic() + REDECLARE_DELAY
         log.warning(
             "RabbitMQ cancelled the consumer of %s (the queue was deleted?); declaring it again,"
             " %d running job(s) of it go on",
@@ -107,7 +101,7 @@ class QueueConsumer:
             self._on_lost()
 
     async def wait_resumable(self) -> None:
-        """Return once RESUME_DELAY has passed since RabbitMQ cancelled the consumer."""
+        """Return once REDECLARE_DELAY has passed since RabbitMQ cancelled the consumer."""
         await asyncio.sleep(max(0.0, self._resume_at - time.monotonic()))
 
     async def resume(self, concurrency: int) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.management import Management
+from roger_cluster.names import control_queue_name, release_queue_name
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
 from tests.helpers import consumers
 from tests.integration.test_partitions import rogerctl
@@ -71,3 +73,29 @@ async def test_partition_show_lists_each_node_once_after_a_queue_was_deleted(
     await eventually(shown, timeout=20, interval=1.0)
     [line] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
     assert line.split()[-1] == ",".join(n.name for n in nodes)
+
+
+async def test_the_control_and_release_queues_come_back_when_deleted_with_rabbitmqctl(
+    private_rabbitmq: RabbitServer, roger_etcd_endpoints: str, roger_namespace: str, tmp_path: Path
+) -> None:
+    amqp_url = private_rabbitmq.endpoint.amqp_url
+    factory = NodeFactory(amqp_url, roger_etcd_endpoints, roger_namespace, tmp_path)
+    try:
+        async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
+            node = await factory.start(jobs="tests.jobs")
+            releases = release_queue_name(roger_namespace)
+
+            async def answers() -> bool:  # the node answers over its control queue
+                return (await client.running(timeout=1.0)).unreachable == []
+
+            await eventually(lambda: consumers(client, releases, 1), timeout=10)
+            await eventually(answers, timeout=10)
+            # The management API refuses to delete an exclusive queue; rabbitmqctl does it.
+            private_rabbitmq.ctl("delete_queue", control_queue_name(roger_namespace, node.name))
+            private_rabbitmq.ctl("delete_queue", releases)
+            await eventually(lambda: consumers(client, releases, 1), timeout=10, message=releases)
+            await eventually(answers, timeout=10, message="control queue")
+            assert node.log().count("RabbitMQ cancelled the consumer of") == 2, node.log()
+            assert "Traceback" not in node.log() and "connected to RabbitMQ" not in node.log(), node.log()
+    finally:
+        factory.cleanup()
