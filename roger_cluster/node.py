@@ -292,7 +292,17 @@ class Node:
     def _watch_connection(self) -> None:
         connection = self.broker.connection
         if connection is not None:
-            connection.close_callbacks.add(lambda *_: self._dirty.set())
+            connection.close_callbacks.add(lambda _, error=None: self._connection_lost(connection, error))
+
+    def _connection_lost(self, connection: object, error: BaseException | None) -> None:
+        """The one log line of a lost connection (the jobs it took down say no more
+        than what becomes of each); then converge, which reconnects."""
+        if connection is self.broker.connection and error is not None:
+            log.warning(
+                "lost the connection to RabbitMQ (%s); reconnecting, unsettled jobs go back to their queues",
+                error,
+            )
+        self._dirty.set()
 
     async def _reconcile_forever(self) -> None:
         attempt = 0
@@ -382,6 +392,8 @@ class Node:
 
         def done(_: object) -> None:
             self._draining.pop(task, None)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.warning("stopping the consumer of %s: %s", consumer.name, error)
             self._dirty.set()  # a draining partition may be done on this node now
 
         task.add_done_callback(done)

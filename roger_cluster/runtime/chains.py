@@ -199,7 +199,11 @@ class Chain:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         if error is not None and not isinstance(error, asyncio.CancelledError):
-            log.warning("execution key %s of %s: chain stopped (%s)", self.key, self.partition, error)
+            # Its channel closed with the connection: the node says that once, not per key.
+            lost = self._channel is not None and self._channel.is_closed
+            (log.info if lost else log.warning)(
+                "execution key %s of %s: chain stopped (%s)", self.key, self.partition, error
+            )
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()

@@ -219,7 +219,10 @@ class QueueConsumer:
     async def close(self) -> None:
         """Close the channel now (acking what finished); unacked deliveries go back to the queue."""
         if self._channel is not None and not self._channel.is_closed:
-            await self._acker.flush()
+            try:
+                await self._acker.flush()
+            except Exception as e:  # the connection went first: those deliveries go back
+                log.debug("acking the finished jobs of %s: %s", self.name, e)
         channel, self._channel = self._channel, None
         self._tag = None
         if channel is not None and not channel.is_closed:
