@@ -57,9 +57,12 @@ async def park(broker: Broker, exec_keys: ExecKeys, message: JobMessage, partiti
         await wake(broker, partition, message.queue, key)
 
 
-async def wake(broker: Broker, partition: str, queue: str, key: str) -> None:
-    """Publish a wake for `key`; a failure is logged, the nodes' scan covers it."""
+async def wake(broker: Broker, partition: str, queue: str, key: str, level: int = logging.WARNING) -> bool:
+    """Publish a wake for `key`; a failure is logged at `level` (the nodes' scan
+    covers it) and returns False."""
     try:
         await broker.publish(wake_message(queue, key), partition)
     except BrokerError as e:
-        log.warning("could not wake execution key %s of %s (%s); the nodes' scan will", key, partition, e)
+        log.log(level, "could not wake execution key %s of %s (%s); the nodes' scan will", key, partition, e)
+        return False
+    return True

@@ -415,3 +415,4 @@ class Node:
         await self.broker.connect()
         self._watch_connection()
         log.info("connected to RabbitMQ at %s", self.config.amqp.describe())
+        self.chains.scan_soon()  # wakes that failed while we were cut off

@@ -70,6 +70,7 @@ class Chains:
         self._lease = lease
         self.releaser = releaser
         self.stopping = False  # set at shutdown: chains hand their keys over between jobs
+        self._scan_now = asyncio.Event()
 
     async def admit(self, ex: Execution) -> tuple[Outcome, Chain | None]:
         """Park a keyed job, or take the key a wake is for; returns the outcome of the
@@ -91,7 +92,18 @@ class Chains:
         await self.exec_keys.release(partition, key, token)
         waiting = await self.exec_keys.waiting(partition, key)
         if waiting.count > 0 and waiting.queue:
-            await wake(self.broker, partition, waiting.queue, key)
+            await self._wake(partition, waiting.queue, key)
+
+    async def _wake(self, partition: str, queue: str, key: str) -> None:
+        # Without a connection (chains stopped by its loss) the scan after the
+        # reconnect wakes the key: part of that event, not one warning per key.
+        level = logging.WARNING if self.broker.is_connected else logging.INFO
+        await wake(self.broker, partition, queue, key, level)
+
+    def scan_soon(self) -> None:
+        """Look for keys with waiting jobs and no holder now, not at the next period
+        (the node calls it once it is connected to RabbitMQ again)."""
+        self._scan_now.set()
 
     async def sweep_idle(self, unheld: list[Unheld]) -> int:
         """Delete the waiting queues of the `unheld` keys idle for `idle_after` seconds;
@@ -135,7 +147,7 @@ class Chains:
                 return []
             for partition, key, waiting in orphans(unheld, grace):
                 log.info("execution key %s of %s has waiting jobs and no holder; waking it", key, partition)
-                await wake(self.broker, partition, waiting.queue, key)
+                await self._wake(partition, waiting.queue, key)
             return unheld
 
         async def on_reset(_: dict[str, bytes]) -> None:
@@ -153,11 +165,13 @@ class Chains:
                         log.warning("cannot check execution key %s of %s: %s", key, partition, e)
                         continue
                     if waiting.count > 0 and waiting.queue:
-                        await wake(self.broker, partition, waiting.queue, key)
+                        await self._wake(partition, waiting.queue, key)
 
         async def periodically() -> None:
             while True:
-                await asyncio.sleep(interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._scan_now.wait(), interval)
+                self._scan_now.clear()
                 unheld = await scan()
                 try:
                     await self.sweep_idle(unheld)
