@@ -385,6 +385,18 @@ class Broker:
         amqp = aio_pika.Message(body, **{**properties, "delivery_mode": DeliveryMode.PERSISTENT})
         await self._send(amqp, routing_key, "message")
 
+    async def bury(self, body: bytes, partition: str, queue: str, properties: dict[str, Any]) -> None:
+        """Publish a message to the buried queue of `partition`-`queue`, declaring the
+        partition's queues again if it was deleted (nothing consumes a buried queue, so
+        nothing else notices)."""
+        name = buried_queue_name(partition, queue)
+        try:
+            await self.publish_bytes(body, name, properties)
+        except UnroutableJob:
+            log.warning("buried queue %s was deleted; declaring it again", name)
+            await self.declare(partition, queue)
+            await self.publish_bytes(body, name, properties)
+
     async def _send(self, amqp: aio_pika.Message, routing_key: str, what: str) -> None:
         async def run() -> None:
             channel = await self._publisher()

@@ -17,7 +17,6 @@ import logging
 
 from ..broker import Broker
 from ..cluster.execkeys import ExecKeys
-from ..names import buried_queue_name
 from .acks import Acker
 from .execution import Action, Execution, Outcome
 from .release import Releaser
@@ -71,9 +70,7 @@ class Settler:
         elif action is Action.BURY:
             properties = delivery.properties()
             properties["headers"] = {**properties["headers"], **outcome.headers}
-            await self.broker.publish_bytes(
-                delivery.body, buried_queue_name(ex.partition, ex.queue), properties
-            )
+            await self.broker.bury(delivery.body, ex.partition, ex.queue, properties)
         if acker is not None:
             await acker.ack(delivery)
         else:

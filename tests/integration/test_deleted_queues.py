@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from roger_cluster import Client
+from roger_cluster.client import BuriedJob
+from roger_cluster.errors import UnknownQueue
 from roger_cluster.management import Management
 from roger_cluster.names import control_queue_name, release_queue_name
 from roger_cluster.testing import NodeFactory, eventually
@@ -15,7 +17,7 @@ from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
 from tests.helpers import consumers
 from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended
+from tests.ledger import ended, events
 
 
 async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_seconds(
@@ -99,3 +101,30 @@ async def test_the_control_and_release_queues_come_back_when_deleted_with_rabbit
             assert "Traceback" not in node.log() and "connected to RabbitMQ" not in node.log(), node.log()
     finally:
         factory.cleanup()
+
+
+async def test_a_job_to_bury_after_its_buried_queue_was_deleted_is_buried_not_run_again(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+) -> None:
+    await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    buried = f"{roger_partition}-default.buried"
+    assert await roger_management.delete_queue(buried)
+
+    ledger = tmp_path / "ledger"
+    job = jobs.Fails.create({"ledger": str(ledger)})  # not retryable: buried at its first failure
+    await roger_client.enqueue(job, roger_partition)
+
+    async def buried_jobs() -> list[BuriedJob]:
+        try:
+            return await roger_client.buried(roger_partition, "default")
+        except UnknownQueue:
+            return []  # not declared again yet
+
+    found = await eventually(buried_jobs, timeout=15)
+    assert [b.id for b in found] == [job.id]
+    assert len(events(ledger, "start", job.id)) == 1
