@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+# First, and on its own: a module imported below may still take the version from the
+# package (`from .. import __version__`) rather than from `version.py`.
+from .version import __version__
 
+# isort: split
 from .client import Client
 from .config import AmqpConfig, EtcdConfig, NodeConfig
 from .errors import (
