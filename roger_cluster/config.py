@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .names import check_concurrency, check_label, check_node, check_partition, check_queue
-from .runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
-from .runtime.retry import check_levels
+from .retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
+from .retry import check_levels
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_ETCD = "localhost:2379"

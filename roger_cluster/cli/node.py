@@ -27,8 +27,8 @@ from ..config import (
 from ..errors import ConfigError, DuplicateNode, RogerError
 from ..names import check_partition, check_queue
 from ..node import Node
-from ..runtime.retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
-from ..runtime.retry import parse_levels
+from ..retry import DEFAULT_LEVELS as DEFAULT_RETRY_LEVELS
+from ..retry import parse_levels
 from . import logs
 from .common import (
     EXIT_CONFLICT,

@@ -26,7 +26,7 @@ from ..cluster.cancellations import Cancellations, JobRef
 from ..errors import JobTimeout, UnknownJob
 from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
-from . import retry
+from ..retry import next_delay
 from .execution import DONE, Action, Execution, Outcome
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class Worker:
         job, message = ex.job, ex.message
         assert job is not None and message is not None
         levels = job.retry_levels if job.retry_levels is not None else self.retry_levels
-        delay = retry.next_delay(levels, message.retry_count) if job.retryable else None
+        delay = next_delay(levels, message.retry_count) if job.retryable else None
         where = f"job {job.id} ({message.job}) in {ex.partition}-{message.queue}"
         if delay is not None:
             log.warning(

@@ -8,7 +8,7 @@ from roger_cluster import ConfigError
 from roger_cluster.broker import Broker
 from roger_cluster.config import AmqpConfig
 from roger_cluster.names import retry_queue_name
-from roger_cluster.runtime.retry import DEFAULT_LEVELS, next_delay, parse_levels
+from roger_cluster.retry import DEFAULT_LEVELS, next_delay, parse_levels
 
 
 def test_the_default_levels_are_rogers() -> None:
