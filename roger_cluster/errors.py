@@ -1,7 +1,9 @@
-"""The whole exception tree of roger_cluster.
+"""The exception tree of roger_cluster: everything it raises is a `RogerError`.
 
-Library exceptions (aio-pika, gRPC/aetcd) are turned into these at the border
-(`broker.py`, `cluster/`), so callers catch one family and read one message.
+Library exceptions (aio-pika, gRPC/aetcd, urllib) are turned into these at the
+border (`broker.py`, `cluster/`, `management.py`), so callers catch one family
+and read one message. One subclass lives beside the protocol it belongs to:
+`RemoteError`, a node's error answer to a control request (`control.py`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class UnroutableJob(BrokerError):
     """No queue would take the job: the partition or the queue does not exist."""
 
 
+class ManagementError(BrokerError):
+    """RabbitMQ's management HTTP API could not be reached or refused a request."""
+
+
 class ClusterError(RogerError):
     """etcd refused an operation, or the cluster state does not allow it."""
 
@@ -67,5 +73,27 @@ class UnknownQueue(UnknownPartition):
     """The partition has no such queue: not in its map entry, or not in RabbitMQ."""
 
 
+class Compacted(ClusterError):
+    """The watch start revision was compacted away: re-read, then watch again."""
+
+
+class DrainTimeout(ClusterError):
+    """Some live nodes still run jobs of the draining partition after the timeout."""
+
+
+class DrainAbandoned(ClusterError):
+    """The partition was started again while it was draining."""
+
+
 class InvalidEntry(ConfigError):
     """A value stored in etcd does not decode; nodes ignore it (`rogerctl doctor` lists them)."""
+
+
+class HttpError(RogerError):
+    """A request to our HTTP server (probes, dashboard) answered with `status` and a JSON
+    `{"error": message}`: raised by the handlers, turned into the response by the server."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

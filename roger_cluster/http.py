@@ -14,6 +14,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from .errors import HttpError as HttpError  # re-exported: defined with the tree in errors.py
+
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 5.0
@@ -33,15 +35,6 @@ REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-class HttpError(Exception):
-    """A request answered with `status` and a JSON `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

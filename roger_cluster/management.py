@@ -31,13 +31,11 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .errors import ManagementError
+
 __all__ = ["ConsumerInfo", "Management", "ManagementError", "QueueInfo", "QueueRates"]
 
 _Json = Mapping[str, object]
-
-
-class ManagementError(RuntimeError):
-    """The management API could not be reached or refused a request."""
 
 
 @dataclass(frozen=True)

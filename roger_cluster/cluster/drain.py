@@ -30,7 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..errors import ClusterConnectionError, ClusterError, UnknownPartition
+from ..errors import ClusterConnectionError, UnknownPartition
+from ..errors import DrainAbandoned as DrainAbandoned  # re-exported: defined with the tree in errors.py
+from ..errors import DrainTimeout as DrainTimeout
 from . import keys
 from .etcd import Etcd, KeyValue, op_delete, op_put, unchanged
 from .membership import list_nodes
@@ -40,14 +42,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 300.0
 POLL_INTERVAL = 0.25
-
-
-class DrainTimeout(ClusterError):
-    """Some live nodes still run jobs of the draining partition after the timeout."""
-
-
-class DrainAbandoned(ClusterError):
-    """The partition was started again while it was draining."""
 
 
 @dataclass(frozen=True)

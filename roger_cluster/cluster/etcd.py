@@ -21,6 +21,7 @@ from aetcd import rpc
 
 from ..config import EtcdConfig
 from ..errors import ClusterConnectionError, ClusterError
+from ..errors import Compacted as Compacted  # re-exported: defined with the tree in errors.py
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,6 @@ class WatchEvent:
     key: str
     value: bytes | None
     revision: int
-
-
-class Compacted(ClusterError):
-    """The watch start revision was compacted away: re-read, then watch again."""
 
 
 def prefix_end(prefix: str) -> bytes:

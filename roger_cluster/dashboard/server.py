@@ -25,11 +25,12 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from ..client import Client
-from ..cluster.drain import DrainAbandoned, DrainTimeout
 from ..errors import (
     BrokerConnectionError,
     ClusterConnectionError,
     ConfigError,
+    DrainAbandoned,
+    DrainTimeout,
     DuplicateJob,
     JobError,
     RogerError,

@@ -25,11 +25,14 @@ def test_docs_cli_md_has_the_one_table_of_exit_codes_and_every_error_maps_into_i
     for name in dir(errors):
         kind = getattr(errors, name)
         if isinstance(kind, type) and issubclass(kind, errors.RogerError):
-            assert exit_code(kind("x")) in Exit
+            error = kind(400, "x") if kind is errors.HttpError else kind("x")
+            assert exit_code(error) in Exit
     assert exit_code(errors.InvalidEntry("x")) == Exit.INVALID_STATE
     assert exit_code(errors.UnknownQueue("x")) == Exit.NOT_FOUND
     assert exit_code(errors.DuplicateJob("x")) == Exit.CONFLICT
     assert exit_code(errors.ClusterConnectionError("x")) == Exit.FAILED
+    assert exit_code(errors.ManagementError("x")) == Exit.FAILED
+    assert exit_code(errors.DrainTimeout("x")) == Exit.FAILED
 
 
 def run(factory: NodeFactory, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from roger_cluster import ClusterConnectionError
-from roger_cluster.cluster.etcd import Compacted, Etcd
+from roger_cluster.cluster.etcd import Etcd
 from roger_cluster.config import EtcdConfig
+from roger_cluster.errors import Compacted
 from roger_cluster.testing.servers import EtcdServer
 
 
