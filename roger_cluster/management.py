@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .errors import ManagementError
 
-__all__ = ["ConsumerInfo", "Management", "ManagementError", "QueueInfo", "QueueRates"]
+__all__ = ["ConsoleQueue", "ConsumerInfo", "Management", "ManagementError", "QueueRates"]
 
 _Json = Mapping[str, object]
 
@@ -53,8 +53,9 @@ class ConsumerInfo:
 
 
 @dataclass(frozen=True)
-class QueueInfo:
-    """One queue with the counts the console shows."""
+class ConsoleQueue:
+    """One queue with the counts the console shows (not `broker.QueueStats`, which is
+    what AMQP itself tells: ready messages and consumers only)."""
 
     name: str
     vhost: str
@@ -120,15 +121,15 @@ class Management:
         """`/api/overview`: versions, cluster name, totals."""
         return await asyncio.to_thread(self.overview_blocking)
 
-    async def queue(self, queue: str, vhost: str = "/") -> QueueInfo | None:
+    async def queue(self, queue: str, vhost: str = "/") -> ConsoleQueue | None:
         """The queue's info, or None if it does not exist."""
         data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}/{_q(queue)}")
-        return None if data is None else _queue_info(_obj(data))
+        return None if data is None else _console_queue(_obj(data))
 
-    async def queues(self, vhost: str = "/") -> list[QueueInfo]:
+    async def queues(self, vhost: str = "/") -> list[ConsoleQueue]:
         """Every queue of the vhost."""
         data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}")
-        return [_queue_info(_obj(item)) for item in _list(data)]
+        return [_console_queue(_obj(item)) for item in _list(data)]
 
     async def all_consumers(self, vhost: str = "/") -> list[ConsumerInfo]:
         """Every consumer of every queue of the vhost, in one request."""
@@ -269,8 +270,8 @@ def _str(data: _Json, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _queue_info(data: _Json) -> QueueInfo:
-    return QueueInfo(
+def _console_queue(data: _Json) -> ConsoleQueue:
+    return ConsoleQueue(
         name=_str(data, "name") or "",
         vhost=_str(data, "vhost") or "",
         type=_str(data, "type") or "classic",
