@@ -47,7 +47,7 @@ class JobMessage:
     @classmethod
     def from_job(cls, job: Job, queue: str | None = None) -> JobMessage:
         """The message for `job`, going to `queue` (default: the job's own choice)."""
-        target = check_queue(queue if queue is not None else job.queue_type(job.args))
+        target = check_queue(queue if queue is not None else job.queue_for(job.args))
         return cls(
             id=job.id,
             job=job.path(),

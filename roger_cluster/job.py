@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -41,7 +42,7 @@ class JobContext:
 class Job:
     """Base class of every job.
 
-    Subclass it, set `queue` (or override `queue_type`), and write `perform`,
+    Subclass it, set `queue` (or override `queue_for`), and write `perform`,
     either `async def` (runs on the node's event loop) or plain `def` (runs in
     a worker thread).
     """
@@ -80,8 +81,28 @@ class Job:
         """Set `cancelled`; the node calls it, jobs read it."""
         self._stop_requested = True
 
-    def queue_type(self, args: Any) -> str:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "queue_type" in cls.__dict__:
+            warnings.warn(
+                f"{cls.__qualname__} overrides queue_type(args), the former name of queue_for(args):"
+                " it still decides the queue, but rename it",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+
+    def queue_for(self, args: Any) -> str:
         """The queue of the partition this job goes to; `queue` unless overridden."""
+        if type(self).queue_type is not Job.queue_type:  # a subclass written before the rename
+            return self.queue_type(args)
+        return self.queue
+
+    def queue_type(self, args: Any) -> str:
+        """Deprecated name of `queue_for` (a queue *type* is quorum or classic); an
+        override of it is still called by `queue_for`, with a DeprecationWarning when
+        the class is defined."""
+        if type(self).queue_for is not Job.queue_for:
+            return self.queue_for(args)
         return self.queue
 
     def queue_key(self, args: Any) -> str | None:

@@ -22,6 +22,28 @@ def test_a_message_round_trips_through_msgpack() -> None:
     assert decode(encode(message)) == message
 
 
+def test_queue_for_picks_the_queue_from_the_args() -> None:
+    class ByPriority(Job):
+        def queue_for(self, args: Any) -> str:
+            return "urgent" if args["urgent"] else self.queue
+
+    assert JobMessage.from_job(ByPriority.create({"urgent": True})).queue == "urgent"
+    assert JobMessage.from_job(ByPriority.create({"urgent": False})).queue == "default"
+    assert ByPriority.create({"urgent": True}).queue_type({"urgent": True}) == "urgent"  # the old name
+
+
+def test_a_job_that_overrides_the_former_name_queue_type_still_decides_its_queue() -> None:
+    with pytest.warns(DeprecationWarning, match="queue_type"):
+
+        class Old(Job):
+            def queue_type(self, args: Any) -> str:
+                return "old" if args else super().queue_type(args)
+
+    assert JobMessage.from_job(Old.create(1)).queue == "old"
+    assert JobMessage.from_job(Old.create(0)).queue == "default"
+    assert Old.create(1).queue_for(1) == "old"
+
+
 def test_create_gives_every_job_a_unique_id() -> None:
     ids = {jobs.Record.create({}).id for _ in range(1000)}
     assert len(ids) == 1000
