@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from . import control
@@ -31,7 +30,7 @@ from .cluster.etcd import Etcd
 from .cluster.execkeys import ExecKeys
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
-from .codec import JobMessage, decode, encode
+from .codec import JobMessage, decode
 from .config import (
     DEFAULT_AMQP_URL,
     DEFAULT_DELIVERY_LIMIT,
@@ -45,7 +44,6 @@ from .errors import (
     DecodeError,
     DuplicateJob,
     InvalidEntry,
-    JobError,
     UnknownPartition,
     UnknownQueue,
     UnroutableJob,
@@ -54,6 +52,7 @@ from .job import Job
 from .keyed import park
 from .management import ConsumerInfo, Management, ManagementError, QueueRates
 from .names import buried_queue_name, check_partition, check_queue, queue_name
+from .peeked_jobs import BuriedJob, QueuedJob, queue_key_of, unburied
 from .placement import NodeProfile, runs_on
 
 ENQUEUE_WINDOW = 1000
@@ -113,121 +112,6 @@ class QueueInfo:
     # The live nodes the placement gives the queue to: those that consume it
     # unless it is paused (its partition's `nodes` and `labels`; none while draining).
     placed_on: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class BuriedJob:
-    """A job in a `.buried` queue, with the evidence of why it is there."""
-
-    id: str | None
-    job: str | None
-    args: Any
-    retry_count: int | None
-    reason: str
-    error_type: str | None
-    traceback: str | None
-    node: str | None
-    failed_at: float | None
-
-    @classmethod
-    def from_peeked(cls, peeked: Peeked) -> BuriedJob:
-        """Read a buried message; one that cannot be decoded still shows its reason."""
-        headers = peeked.headers
-        try:
-            message: JobMessage | None = decode(peeked.body)
-        except DecodeError:
-            message = None
-        return cls(
-            id=message.id if message else peeked.properties.get("message_id"),
-            job=message.job if message else peeked.properties.get("type"),
-            args=message.args if message else None,
-            retry_count=message.retry_count if message else None,
-            reason=_text(headers.get("x-roger-reason")) or _dead_letter_reason(headers),
-            error_type=_text(headers.get("x-roger-error-type")),
-            traceback=_text(headers.get("x-roger-traceback")),
-            node=_text(headers.get("x-roger-node")),
-            failed_at=float(headers["x-roger-failed-at"]) if "x-roger-failed-at" in headers else None,
-        )
-
-
-def _dead_letter_reason(headers: dict[str, Any]) -> str:
-    """Why RabbitMQ itself dead-lettered a message here (the delivery limit)."""
-    deaths = headers.get("x-death")
-    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
-        return ""
-    death = deaths[0]
-    reason = _text(death.get("reason")) or "dead-lettered"
-    if reason == "delivery_limit":
-        return (
-            "delivered more times than the queue's delivery limit without an ack:"
-            " the job may crash its node (poison message)"
-        )
-    return f"dead-lettered by RabbitMQ from {_text(death.get('queue'))}: {reason}"
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return None if value is None else str(value)
-
-
-def _queue_key(peeked: Peeked) -> str | None:
-    """The queue key of a peeked job, if it has one (and is one of ours)."""
-    try:
-        return decode(peeked.body).queue_key
-    except DecodeError:
-        return None
-
-
-def _unburied(peeked: Peeked, routing_key: str) -> Moved:
-    """A buried message made new again: evidence headers dropped, retry count reset."""
-    headers = {k: v for k, v in peeked.headers.items() if not k.startswith(("x-roger-", "x-death"))}
-    body = peeked.body
-    with contextlib.suppress(DecodeError, JobError):
-        body = encode(replace(decode(body), retry_count=0))
-    return Moved(routing_key, body, {**peeked.properties, "headers": headers})
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """A job waiting in a partition queue, as a peek saw it."""
-
-    id: str | None
-    job: str | None
-    args: Any
-    retry_count: int | None
-    enqueued_at: float | None
-    queue_key: str | None
-    execution_key: str | None
-    error: str | None  # why the body could not be read; the message is still there
-
-    @classmethod
-    def from_peeked(cls, peeked: Peeked) -> QueuedJob:
-        """Read a queued message; one that cannot be decoded still shows its id and why."""
-        try:
-            message = decode(peeked.body)
-        except DecodeError as e:
-            properties = peeked.properties
-            return cls(
-                id=properties.get("message_id"),
-                job=properties.get("type"),
-                args=None,
-                retry_count=None,
-                enqueued_at=None,
-                queue_key=None,
-                execution_key=None,
-                error=str(e),
-            )
-        return cls(
-            message.id,
-            message.job,
-            message.args,
-            message.retry_count,
-            message.enqueued_at or None,
-            message.queue_key,
-            message.execution_key,
-            None,
-        )
 
 
 @dataclass(frozen=True)
@@ -753,7 +637,7 @@ class Client:
             job_id = peeked.properties.get("message_id")
             if wanted is not None and job_id not in wanted:
                 return None
-            key = _queue_key(peeked)
+            key = queue_key_of(peeked)
             if key is not None and job_id:
                 try:  # a move that fails after this leaves the key to this job: a retry takes it again
                     await queuekeys.take(await self.etcd(), self.namespace, partition, key, str(job_id))
@@ -761,7 +645,7 @@ class Client:
                     if on_key_held is not None:
                         on_key_held(str(job_id), key)
                     return None
-            return _unburied(peeked, target)
+            return unburied(peeked, target)
 
         return await broker.move(source, choose, on_progress)
 

@@ -15,7 +15,6 @@ import asyncio
 import enum
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from typing import Any
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
 from ..errors import JobTimeout, UnknownJob
+from ..evidence import failure_headers, refusal_headers
 from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
 from ..retry import next_delay
@@ -246,7 +246,7 @@ class Worker:
             again = replace(message, retry_count=message.retry_count + 1)
             return Outcome(Action.RETRY, ending="retried", error=error, message=again, delay=delay)
         log.error("%s failed for good; burying it", where, exc_info=error, extra=ex.log_fields())
-        headers = evidence(message.job, error, self.node)
+        headers = failure_headers(message.job, error, self.node)
         return Outcome(Action.BURY, ending="buried", error=error, headers=headers)
 
     # -- steps after perform
@@ -282,22 +282,9 @@ class Worker:
             self.metrics.ended(partition, queue, ending, seconds)
 
 
-def evidence(job_path: str, error: BaseException, node: str) -> dict[str, Any]:
-    """The headers a buried job carries: what failed, where and when."""
-    return {
-        "x-roger-reason": f"{type(error).__name__}: {error}",
-        "x-roger-error-type": type(error).__name__,
-        "x-roger-error-message": str(error),
-        "x-roger-traceback": "".join(traceback.format_exception(error))[-8000:],
-        "x-roger-node": node,
-        "x-roger-failed-at": time.time(),
-        "x-roger-job": job_path,
-    }
-
-
 def refused(reason: str, node: str) -> Outcome:
     """Bury a message that cannot run here (not a job, a class not allowed), with the reason."""
-    return Outcome(Action.BURY, ending="refused", headers={"x-roger-reason": reason, "x-roger-node": node})
+    return Outcome(Action.BURY, ending="refused", headers=refusal_headers(reason, node))
 
 
 class _Raised(Exception):
