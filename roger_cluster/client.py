@@ -11,14 +11,12 @@ seen the partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from . import control
-from .broker import Broker, Moved, OnCount, Peeked
-from .cluster import audit, keys, queuekeys
+from .broker import Broker, OnCount
+from .cluster import audit, queuekeys
 from .cluster import drain as drains
 from .cluster import partitions as pmap
 from .cluster import paused as pause_state
@@ -30,7 +28,7 @@ from .cluster.etcd import Etcd
 from .cluster.execkeys import ExecKeys
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
-from .codec import JobMessage, decode
+from .codec import JobMessage
 from .config import (
     DEFAULT_AMQP_URL,
     DEFAULT_DELIVERY_LIMIT,
@@ -40,86 +38,32 @@ from .config import (
     EtcdConfig,
 )
 from .errors import (
-    ConfigError,
-    DecodeError,
-    DuplicateJob,
     InvalidEntry,
-    UnknownPartition,
     UnknownQueue,
     UnroutableJob,
 )
 from .job import Job
 from .keyed import park
-from .management import ConsumerInfo, Management, ManagementError, QueueRates
-from .names import buried_queue_name, check_partition, check_queue, queue_name
-from .peeked_jobs import BuriedJob, QueuedJob, queue_key_of, unburied
+from .management import Management, QueueRates
+from .names import check_partition, check_queue, queue_name
+from .overview import NodeConsumer, PartitionInfo, QueueInfo, Reader, node_consumers, placed
 from .placement import NodeProfile, runs_on
+from .queue_contents import BuriedJob, QueueContents, QueuedJob
+
+# The read models moved to overview.py and queue_contents.py stay importable from here.
+__all__ = [
+    "ENQUEUE_WINDOW",
+    "BuriedJob",
+    "Client",
+    "NodeConsumer",
+    "PartitionInfo",
+    "QueueInfo",
+    "QueuedJob",
+    "node_consumers",
+    "placed",
+]
 
 ENQUEUE_WINDOW = 1000
-
-
-@dataclass(frozen=True, order=True)
-class NodeConsumer:
-    """A consumer on a partition queue: the node it belongs to and its prefetch."""
-
-    node: str  # its connection's name; a node names its connection after itself
-    prefetch: int
-
-
-def node_consumers(consumers: Iterable[ConsumerInfo], connections: Mapping[str, str]) -> list[NodeConsumer]:
-    """The consumers of one queue the management API lists, as nodes, each live one once.
-
-    The API's consumer records outlive some consumers: one whose channel is
-    closed stays (without channel details) until RabbitMQ's stats are collected,
-    and one that RabbitMQ cancelled (its queue deleted) stays while its channel
-    lives (RabbitMQ 3.10). A node consumes a queue once per channel, so the
-    consumers of a queue are counted once per open channel.
-    """
-    by_channel: dict[str, ConsumerInfo] = {}
-    for c in consumers:
-        if c.channel_name is not None and c.connection_name is not None:
-            by_channel.setdefault(c.channel_name, c)
-    return sorted(
-        NodeConsumer(connections.get(c.connection_name or "", c.connection_name or "?"), c.prefetch_count)
-        for c in by_channel.values()
-    )
-
-
-def placed(spec: PartitionSpec, nodes: Iterable[NodeInfo]) -> list[str]:
-    """The live `nodes` that consume the partition's queues while not paused, by name."""
-    if spec.draining:
-        return []
-    return sorted(n.name for n in nodes if runs_on(spec, NodeProfile(n.name, frozenset(n.labels))))
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """One queue of a partition as the cluster sees it now.
-
-    None means "cannot tell": unacked counts and consumers per node come from
-    the management API, which may be unreachable (and lags by its stats interval).
-    """
-
-    name: str
-    rabbitmq_queue: str
-    concurrency: int
-    ready: int | None
-    unacked: int | None
-    consumers: int | None
-    paused: bool | None = None
-    buried: int | None = None
-    consumer_nodes: list[NodeConsumer] | None = None
-    # The live nodes the placement gives the queue to: those that consume it
-    # unless it is paused (its partition's `nodes` and `labels`; none while draining).
-    placed_on: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class PartitionInfo:
-    """A partition with the live state of its queues."""
-
-    name: str
-    queues: list[QueueInfo]
 
 
 class Client:
@@ -152,8 +96,9 @@ class Client:
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)
         first_broker = self.amqp_config.urls[0]
-        self._management = Management.for_amqp(first_broker, management_url)
-        self._vhost = unquote(urlsplit(first_broker).path[1:]) or "/"
+        vhost = unquote(urlsplit(first_broker).path[1:]) or "/"
+        self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
+        self._reader = Reader(Management.for_amqp(first_broker, management_url), vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
@@ -435,134 +380,27 @@ class Client:
         released. Raises UnknownQueue if the RabbitMQ queue does not exist.
         `on_progress(done, total)` is called after each job.
         """
-        broker = await self.broker()
-        name = await self._existing(broker, partition, queue, queue_name)
-        return await broker.drop_all(name, self._key_releaser(partition), on_progress)
-
-    @staticmethod
-    async def _existing(broker: Broker, partition: str, queue: str, naming: Callable[[str, str], str]) -> str:
-        """The RabbitMQ queue `naming(partition, queue)`; UnknownQueue if it does not exist."""
-        name = naming(check_partition(partition), check_queue(queue))
-        if await broker.stats(name) is None:
-            raise UnknownQueue(f"partition {partition!r} has no queue {queue!r} (no RabbitMQ queue {name})")
-        return name
-
-    def _key_releaser(self, partition: str) -> Callable[[Peeked], Awaitable[None]]:
-        """Frees the queue key of a job that is about to be deleted, if it still holds it."""
-
-        async def release_key(peeked: Peeked) -> None:
-            with contextlib.suppress(DecodeError):
-                message = decode(peeked.body)
-                if message.queue_key is not None:
-                    etcd = await self.etcd()
-                    await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
-
-        return release_key
+        return await self._contents.purge(partition, queue, on_progress)
 
     async def partition(self, name: str) -> PartitionInfo:
         """A partition with, per queue: paused, ready / unacked / buried counts,
         consumers, and which node each consumer belongs to."""
         spec = await pmap.get_partition(await self.etcd(), self.namespace, name)
-        broker = await self.broker()
-        paused = await self.paused_queues()
-        placed_on = placed(spec, await self.nodes())
-        connections = await self._connection_names()
-        infos = []
-        for queue, concurrency in spec.queues.items():
-            rabbit_name = queue_name(name, queue)
-            stats = await broker.stats(rabbit_name)
-            unacked = await self._management.unacked(rabbit_name, self._vhost)
-            infos.append(
-                QueueInfo(
-                    name=queue,
-                    rabbitmq_queue=rabbit_name,
-                    concurrency=concurrency,
-                    ready=stats.ready if stats else None,
-                    unacked=unacked,
-                    consumers=stats.consumers if stats else None,
-                    paused=(name, queue) in paused,
-                    buried=await self._buried_count(broker, name, queue),
-                    consumer_nodes=await self._consumer_nodes(rabbit_name, connections),
-                    placed_on=placed_on,
-                )
-            )
-        return PartitionInfo(name, infos)
+        return await self._reader.partition(spec, await self.paused_queues(), await self.nodes())
 
     async def overview(self, specs: Sequence[PartitionSpec] | None = None) -> list[PartitionInfo]:
         """`partition()` for every partition (or those of `specs`), in a few requests whatever
         their number: the queues, consumers and connections each come in one management API
         request. The counts are the console's, up to one statistics interval old (5 s by
-        default); without the management API this falls back to `partition()` for each.
+        default); without the management API each queue is read as `partition()` does.
         """
         specs = list(specs) if specs is not None else await self.partitions()
-        paused = await self.paused_queues()
-        live = await self.nodes()
-        try:
-            queues = {q.name: q for q in await self._management.queues(self._vhost)}
-            consumers = await self._management.all_consumers(self._vhost)
-            connections = await self._management.connection_names(self._vhost)
-        except ManagementError:
-            found = []
-            for spec in specs:
-                with contextlib.suppress(UnknownPartition):  # removed meanwhile
-                    found.append(await self.partition(spec.name))
-            return found
-        by_queue: dict[str, list[ConsumerInfo]] = {}
-        for c in consumers:
-            by_queue.setdefault(c.queue, []).append(c)
-        nodes = {queue: node_consumers(found, connections) for queue, found in by_queue.items()}
-        infos = []
-        for spec in specs:
-            rows = []
-            for queue, concurrency in spec.queues.items():
-                rabbit_name = queue_name(spec.name, queue)
-                main, buried = queues.get(rabbit_name), queues.get(buried_queue_name(spec.name, queue))
-                rows.append(
-                    QueueInfo(
-                        name=queue,
-                        rabbitmq_queue=rabbit_name,
-                        concurrency=concurrency,
-                        ready=main.messages_ready if main else None,
-                        unacked=main.messages_unacknowledged if main else None,
-                        consumers=main.consumers if main else None,
-                        paused=(spec.name, queue) in paused,
-                        buried=buried.messages_ready if buried else None,
-                        consumer_nodes=sorted(nodes.get(rabbit_name, [])),
-                        placed_on=placed(spec, live),
-                    )
-                )
-            infos.append(PartitionInfo(spec.name, rows))
-        return infos
+        return await self._reader.overview(specs, await self.paused_queues(), await self.nodes())
 
     async def queue_rates(self) -> dict[str, QueueRates] | None:
         """RabbitMQ queue name -> messages per second in, delivered and acked,
         for every queue at once; None if the management API cannot be reached."""
-        try:
-            return await self._management.queue_rates(self._vhost)
-        except ManagementError:
-            return None
-
-    async def _buried_count(self, broker: Broker, partition: str, queue: str) -> int | None:
-        stats = await broker.stats(buried_queue_name(partition, queue))
-        return stats.ready if stats else None
-
-    async def _connection_names(self) -> dict[str, str] | None:
-        """Connection name -> the name its client gave, or None without the management API."""
-        try:
-            return await self._management.connection_names(self._vhost)
-        except ManagementError:
-            return None
-
-    async def _consumer_nodes(
-        self, rabbit_name: str, connections: dict[str, str] | None
-    ) -> list[NodeConsumer] | None:
-        if connections is None:
-            return None
-        try:
-            consumers = await self._management.consumers(rabbit_name, self._vhost)
-        except ManagementError:
-            return None
-        return node_consumers(consumers, connections)
+        return await self._reader.rates()
 
     async def cancel(self, partition: str, job_id: str) -> None:
         """Cancel a job wherever it is: dropped if still queued, stopped if running.
@@ -578,25 +416,17 @@ class Client:
     async def buried(self, partition: str, queue: str, limit: int = 100) -> list[BuriedJob]:
         """Up to `limit` buried jobs of a queue, oldest first, left where they are;
         UnknownQueue if the queue does not exist."""
-        broker = await self.broker()
-        peeked = await broker.peek(await self._existing(broker, partition, queue, buried_queue_name), limit)
-        return [BuriedJob.from_peeked(p) for p in peeked]
+        return await self._contents.buried(partition, queue, limit)
 
     async def queued(self, partition: str, queue: str, limit: int = 100) -> list[QueuedJob]:
         """Up to `limit` jobs waiting in a partition queue, next first, left where they are.
 
         A peek takes the messages (unacked) and gives them all back when it is
-        done, so nothing is lost or consumed; where they go back is RabbitMQ's
-        requeue (see `Broker.peek`: a quorum queue puts them behind the jobs
-        not peeked) and they are marked redelivered. Jobs of an execution key
-        waiting for their turn are in their key's waiting queue, not here.
-        Raises UnknownQueue if the queue does not exist.
+        done, so nothing is lost or consumed, though they may come back in
+        another order (see `QueueContents.queued`). Raises UnknownQueue if the
+        queue does not exist.
         """
-        if limit < 1:
-            raise ConfigError(f"limit must be at least 1, got {limit}")
-        broker = await self.broker()
-        name = await self._existing(broker, partition, queue, queue_name)
-        return [QueuedJob.from_peeked(p) for p in await broker.peek(name, limit)]
+        return await self._contents.queued(partition, queue, limit)
 
     async def running(
         self, partition: str | None = None, timeout: float = control.DEFAULT_TIMEOUT
@@ -628,37 +458,12 @@ class Client:
         hears of it. `on_progress(seen, total)` is called after each buried job
         looked at. Raises UnknownQueue if the queue does not exist.
         """
-        broker = await self.broker()
-        source = await self._existing(broker, partition, queue, buried_queue_name)
-        target = queue_name(partition, queue)
-        wanted = None if job_ids is None else set(job_ids)
-
-        async def choose(peeked: Peeked) -> Moved | None:
-            job_id = peeked.properties.get("message_id")
-            if wanted is not None and job_id not in wanted:
-                return None
-            key = queue_key_of(peeked)
-            if key is not None and job_id:
-                try:  # a move that fails after this leaves the key to this job: a retry takes it again
-                    await queuekeys.take(await self.etcd(), self.namespace, partition, key, str(job_id))
-                except DuplicateJob:
-                    if on_key_held is not None:
-                        on_key_held(str(job_id), key)
-                    return None
-            return unburied(peeked, target)
-
-        return await broker.move(source, choose, on_progress)
+        return await self._contents.retry_buried(partition, queue, job_ids, on_progress, on_key_held)
 
     async def purge_buried(self, partition: str, queue: str) -> int:
         """Delete every buried job of a queue; returns how many went (UnknownQueue if
-        the queue does not exist).
-
-        A buried job normally freed its queue key when it was buried; one that
-        RabbitMQ dead-lettered by itself may still hold it, and it is freed here.
-        """
-        broker = await self.broker()
-        name = await self._existing(broker, partition, queue, buried_queue_name)
-        return await broker.drop_all(name, self._key_releaser(partition))
+        the queue does not exist). A queue key a buried job still holds is freed."""
+        return await self._contents.purge_buried(partition, queue)
 
     # nodes
 
@@ -674,18 +479,8 @@ class Client:
         partitions, findings = await audit.partition_entries(etcd, self.namespace)
         findings += await audit.paused_entries(etcd, self.namespace, partitions)
         live = [NodeProfile(n.name, frozenset(n.labels)) for n in await self.nodes()]
-        for spec in partitions.values():
-            if live and (spec.nodes or spec.labels) and not any(runs_on(spec, n) for n in live):
-                selection = [f"nodes={','.join(spec.nodes)}"] if spec.nodes else []
-                selection += [f"labels={','.join(spec.labels)}"] if spec.labels else []
-                findings.append(
-                    Finding(
-                        keys.partition(self.namespace, spec.name),
-                        f"partition {spec.name}: no live node matches its placement"
-                        f" ({' '.join(selection)}); its jobs wait",
-                        f"start a node it selects, or rogerctl partition start {spec.name} ..."
-                        " with other --nodes/--labels",
-                        ignored=False,
-                    )
-                )
+        if live:  # with no node at all, every partition waits: not a placement problem
+            findings += audit.unplaced_partitions(
+                self.namespace, partitions, lambda spec: any(runs_on(spec, n) for n in live)
+            )
         return findings

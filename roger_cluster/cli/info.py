@@ -14,9 +14,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from ..client import Client, QueueInfo
+from ..client import Client
 from ..control import DEFAULT_TIMEOUT
 from ..names import check_partition, check_queue
+from ..overview import QueueInfo
 from .output import Output
 
 QUEUED_HELP = """\

@@ -9,6 +9,7 @@ lists them from here, with what to do about each; nothing here writes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidEntry
@@ -79,6 +80,29 @@ async def paused_entries(etcd: Etcd, namespace: str, partitions: PartitionMap) -
                     f"queue {queue} of partition {partition} is paused but not in the partition map;"
                     " the pause applies when it is started again",
                     f"rogerctl queue resume {partition} {queue} drops the pause",
+                    ignored=False,
+                )
+            )
+    return findings
+
+
+def unplaced_partitions(
+    namespace: str, partitions: PartitionMap, matched: Callable[[PartitionSpec], bool]
+) -> list[Finding]:
+    """Notes on partitions limited by `nodes`/`labels` that no live node matches
+    (`matched(spec)` says whether one does): valid entries whose jobs wait."""
+    findings: list[Finding] = []
+    for spec in partitions.values():
+        if (spec.nodes or spec.labels) and not matched(spec):
+            selection = [f"nodes={','.join(spec.nodes)}"] if spec.nodes else []
+            selection += [f"labels={','.join(spec.labels)}"] if spec.labels else []
+            findings.append(
+                Finding(
+                    keys.partition(namespace, spec.name),
+                    f"partition {spec.name}: no live node matches its placement"
+                    f" ({' '.join(selection)}); its jobs wait",
+                    f"start a node it selects, or rogerctl partition start {spec.name} ..."
+                    " with other --nodes/--labels",
                     ignored=False,
                 )
             )

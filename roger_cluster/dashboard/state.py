@@ -21,11 +21,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..client import Client, PartitionInfo
+from ..client import Client
 from ..cluster.partitions import PartitionSpec
 from ..control import RunningJobs
 from ..errors import RogerError
 from ..management import QueueRates
+from ..overview import PartitionInfo, partition_info
 from ..placement import NodeProfile, runs_on
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,12 @@ async def _running(client: Client, problems: list[str]) -> RunningJobs | None:
 
 
 def _partition(spec: PartitionSpec, info: PartitionInfo | None, rates: dict[str, QueueRates] | None) -> Json:
-    queues = {q.name: q for q in info.queues} if info else {}
+    """The partition's entry; its queues unknown (every count `null`) without `info`."""
+    queues = (info or partition_info(spec, {})).queues
     rows = []
-    for name, concurrency in spec.queues.items():
-        q = queues.get(name)
-        row: Json = asdict(q) if q else {"name": name, "concurrency": concurrency}
-        rate = rates.get(q.rabbitmq_queue) if q and rates is not None else None
-        row["rates"] = asdict(rate) if rate else None
-        rows.append(row)
+    for q in queues:
+        rate = rates.get(q.rabbitmq_queue) if rates is not None else None
+        rows.append({**asdict(q), "rates": asdict(rate) if rate else None})
     return {
         "name": spec.name,
         "draining": spec.draining,

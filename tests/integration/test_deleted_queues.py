@@ -11,7 +11,7 @@ from roger_cluster import Client
 from roger_cluster.errors import UnknownQueue
 from roger_cluster.management import Management
 from roger_cluster.names import control_queue_name, release_queue_name
-from roger_cluster.peeked_jobs import BuriedJob
+from roger_cluster.queue_contents import BuriedJob
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.servers import RabbitServer
 from tests import jobs

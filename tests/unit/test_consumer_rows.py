@@ -1,12 +1,12 @@
-"""What `partition show` makes of the management API's consumer records: no I/O."""
+"""What `partition show` and the dashboard make of what RabbitMQ reports: no I/O."""
 
 from __future__ import annotations
 
 from roger_cluster.cli.info import queue_row
-from roger_cluster.client import NodeConsumer, QueueInfo, node_consumers, placed
 from roger_cluster.cluster.membership import NodeInfo
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.management import ConsumerInfo
+from roger_cluster.overview import NodeConsumer, Observed, QueueInfo, node_consumers, partition_info, placed
 
 CONNECTIONS = {"10.0.0.1:1 -> 10.0.0.9:5672": "n1", "10.0.0.2:1 -> 10.0.0.9:5672": "n2"}
 
@@ -38,3 +38,22 @@ def test_a_paused_queue_says_paused_and_where_it_runs_on_resume() -> None:
     assert queue_row(QueueInfo(**{**vars(info), "placed_on": ["n1", "n2"]}))[-1] == "paused (n1,n2 on resume)"
     running = QueueInfo(**{**vars(info), "paused": False, "consumer_nodes": [NodeConsumer("n1", 3)]})
     assert queue_row(running)[-1] == "n1"
+
+
+def test_one_builder_makes_every_row_whatever_source_observed_the_queues() -> None:
+    spec = PartitionSpec("p", {"default": 3, "mail": 1}, nodes=("n1",))
+    nodes = [NodeInfo("n1", "h", 1, "v", 0.0), NodeInfo("n2", "h", 1, "v", 0.0)]
+    seen = {
+        "default": Observed(ready=5, unacked=1, consumers=1, buried=0, consumer_nodes=[NodeConsumer("n1", 3)])
+    }
+    info = partition_info(spec, seen, {("p", "mail")}, nodes)
+    default, mail = info.queues
+    assert (default.rabbitmq_queue, default.ready, default.paused, default.placed_on) == (
+        "p-default",
+        5,
+        False,
+        ["n1"],
+    )
+    assert (mail.name, mail.ready, mail.consumer_nodes, mail.paused) == ("mail", None, None, True)
+    unknown = partition_info(spec, {}).queues[0]
+    assert (unknown.paused, unknown.placed_on, unknown.concurrency) == (None, None, 3)

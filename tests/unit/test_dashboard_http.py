@@ -12,12 +12,12 @@ import json
 import pytest
 
 from roger_cluster import Client
-from roger_cluster.client import PartitionInfo, QueueInfo
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.dashboard import DashboardServer
 from roger_cluster.dashboard.state import _partition
 from roger_cluster.http import MAX_BODY, HttpError, Request, read_request
 from roger_cluster.management import QueueRates
+from roger_cluster.overview import PartitionInfo, QueueInfo
 
 LOCAL = {"host": "127.0.0.1:8080"}
 JSON = {**LOCAL, "content-type": "application/json"}
@@ -134,10 +134,23 @@ async def test_the_page_is_served_from_the_package(server: DashboardServer) -> N
 
 
 def test_a_queue_row_carries_its_rates_or_none_when_unknown() -> None:
-    spec = PartitionSpec("p", {"default": 2, "gone": 1})
-    info = PartitionInfo("p", [QueueInfo("default", "p-default", 2, 3, 1, 1, False, 0, None)])
+    spec = PartitionSpec("p", {"default": 2, "other": 1})
+    info = PartitionInfo(
+        "p",
+        [
+            QueueInfo("default", "p-default", 2, 3, 1, 1, False, 0, None),
+            QueueInfo("other", "p-other", 1, 0, 0, 0, False, 0, None),
+        ],
+    )
     row = _partition(spec, info, {"p-default": QueueRates(1.5, 1.0, 0.5)})
     assert row["queues"][0]["rates"] == {"publish": 1.5, "deliver": 1.0, "ack": 0.5}
     assert row["queues"][0]["ready"] == 3
-    assert row["queues"][1] == {"name": "gone", "concurrency": 1, "rates": None}
+    assert row["queues"][1]["rates"] is None  # no traffic seen yet
     assert _partition(spec, info, None)["queues"][0]["rates"] is None
+
+
+def test_a_partition_whose_queues_could_not_be_read_shows_them_unknown() -> None:
+    row = _partition(PartitionSpec("p", {"default": 2}), None, None)
+    [queue] = row["queues"]
+    assert (queue["name"], queue["rabbitmq_queue"], queue["concurrency"]) == ("default", "p-default", 2)
+    assert queue["ready"] is queue["unacked"] is queue["paused"] is queue["rates"] is None
