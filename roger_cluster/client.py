@@ -6,6 +6,10 @@ etcd; `ensure_partition` (create if absent: what an app calls at start) and
 `set_partition` (create or replace: what an operator does) declare the queues
 first, so jobs can be enqueued as soon as they return, before any node has
 seen the partition.
+
+This module is the facade: reading the live state of partitions is
+`overview.py`, the jobs sitting in queues (peek, retry buried, purge) are
+`queue_contents.py`, and the client never imports the runtime.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The exception tree of roger_cluster: everything it raises is a `RogerError`.
+"""The exception tree of roger_cluster: one family under `RogerError`.
 
 Library exceptions (aio-pika, gRPC/aetcd, urllib) are turned into these at the
 border (`broker.py`, `cluster/`, `management.py`), so callers catch one family

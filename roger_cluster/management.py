@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ManagementError
+from .errors import ConfigError, ManagementError
 
 __all__ = ["ConsoleQueue", "ConsumerInfo", "Management", "ManagementError", "QueueRates"]
 
@@ -84,7 +84,7 @@ class Management:
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not a management URL: {url!r}")
+            raise ConfigError(f"not a management URL: {url!r}")
         user = urllib.parse.unquote(parts.username) if parts.username else "guest"
         password = urllib.parse.unquote(parts.password) if parts.password else "guest"
         netloc = parts.netloc.rpartition("@")[2]  # host[:port] without the credentials
@@ -198,7 +198,7 @@ class Management:
         For cleanup after a test that made partitions named from its own prefix.
         """
         if not prefix:
-            raise ValueError("refusing to delete every queue: give a non-empty prefix")
+            raise ConfigError("refusing to delete every queue: give a non-empty prefix")
         deleted = 0
         for info in await self.queues(vhost):
             if info.name.startswith(prefix) and await self.delete_queue(info.name, vhost):

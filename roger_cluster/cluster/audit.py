@@ -4,7 +4,9 @@ A node that finds a partition value it cannot decode logs it once and goes
 on without it (a map watch must never crash a node), and a paused key that
 names no queue is simply not a pause. Both are invisible from the outside
 until someone wonders why a partition is not consumed. `rogerctl doctor`
-lists them from here, with what to do about each; nothing here writes.
+lists them from here, with what to do about each, and notes on valid entries
+that have no effect now (a pause of a queue not in the map, a partition no
+live node matches); nothing here writes.
 """
 
 from __future__ import annotations
