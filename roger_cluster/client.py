@@ -7,9 +7,10 @@ etcd; `ensure_partition` (create if absent: what an app calls at start) and
 first, so jobs can be enqueued as soon as they return, before any node has
 seen the partition.
 
-This module is the facade: reading the live state of partitions is
-`overview.py`, the jobs sitting in queues (peek, retry buried, purge) are
-`queue_contents.py`, and the client never imports the runtime.
+This module is the facade: publishing is `enqueue.py`, reading the live
+state of partitions is `overview.py`, the jobs sitting in queues (peek,
+retry buried, purge) are `queue_contents.py`; the client never imports the
+runtime.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import control
 from .broker import Broker, OnCount
-from .cluster import audit, queuekeys
+from .cluster import audit
 from .cluster import drain as drains
 from .cluster import partitions as pmap
 from .cluster import paused as pause_state
@@ -29,7 +30,6 @@ from .cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from .cluster.cancellations import request_cancel
 from .cluster.drain import DEFAULT_DRAIN_TIMEOUT, OnProgress
 from .cluster.etcd import Etcd
-from .cluster.execkeys import ExecKeys
 from .cluster.membership import NodeInfo, list_nodes
 from .cluster.partitions import PartitionSpec
 from .codec import JobMessage
@@ -41,20 +41,19 @@ from .config import (
     AmqpConfig,
     EtcdConfig,
 )
+from .enqueue import ENQUEUE_WINDOW, Enqueuer
 from .errors import (
     InvalidEntry,
     UnknownQueue,
-    UnroutableJob,
 )
 from .job import Job
-from .keyed import park
 from .management import Management, QueueRates
-from .names import check_partition, check_queue, queue_name
+from .names import check_partition, check_queue
 from .overview import NodeConsumer, PartitionInfo, QueueInfo, Reader, node_consumers, placed
 from .placement import NodeProfile, runs_on
 from .queue_contents import BuriedJob, QueueContents, QueuedJob
 
-# The read models moved to overview.py and queue_contents.py stay importable from here.
+# Names moved to enqueue.py, overview.py and queue_contents.py stay importable from here.
 __all__ = [
     "ENQUEUE_WINDOW",
     "BuriedJob",
@@ -66,8 +65,6 @@ __all__ = [
     "node_consumers",
     "placed",
 ]
-
-ENQUEUE_WINDOW = 1000
 
 
 class Client:
@@ -101,12 +98,12 @@ class Client:
         self._etcd = Etcd(self.etcd_config)
         first_broker = self.amqp_config.urls[0]
         vhost = unquote(urlsplit(first_broker).path[1:]) or "/"
+        self._enqueuer = Enqueuer(self.broker, self.etcd, self.etcd_config.namespace)
         self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
         self._reader = Reader(Management.for_amqp(first_broker, management_url), vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
-        self._known_queues: set[str] = set()
 
     @property
     def namespace(self) -> str:
@@ -160,36 +157,7 @@ class Client:
         the key in etcd (DuplicateJob if held) and gives it back if the publish
         fails; a job with an execution key goes to its key's waiting queue.
         """
-        check_partition(partition)
-        broker = await self.broker()
-        if message.queue_key is None and message.execution_key is None:
-            await broker.publish(message, partition)  # the hot path: no etcd
-            return message.id
-        etcd = await self.etcd()
-        if message.queue_key is not None:
-            await queuekeys.take(etcd, self.namespace, partition, message.queue_key, message.id)
-        try:
-            if message.execution_key is None:
-                await broker.publish(message, partition)
-            else:
-                await self._enqueue_serialized(broker, etcd, message, partition)
-        except BaseException:
-            if message.queue_key is not None:
-                await queuekeys.release(etcd, self.namespace, partition, message.queue_key, message.id)
-            raise
-        return message.id
-
-    async def _enqueue_serialized(
-        self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str
-    ) -> None:
-        """Park the job in its key's waiting queue (`keyed.park`): counted, published, and
-        the key woken if nobody holds it; nothing is left behind if it raises."""
-        main = queue_name(partition, message.queue)
-        if main not in self._known_queues:
-            if await broker.stats(main) is None:
-                raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
-            self._known_queues.add(main)
-        await park(broker, ExecKeys(etcd, self.namespace), message, partition)
+        return await self._enqueuer.one(message, partition)
 
     async def enqueue_many(self, jobs: Iterable[Job], partition: str, queue: str | None = None) -> list[str]:
         """Enqueue many jobs with up to ENQUEUE_WINDOW confirms in flight at once.
@@ -198,33 +166,7 @@ class Client:
         raised after the rest were tried; jobs confirmed before it are queued.
         """
         check_partition(partition)
-        messages = [JobMessage.from_job(job, queue) for job in jobs]
-        # Work units: one plain job, or all jobs of one execution key (kept in order).
-        serial: dict[str, list[JobMessage]] = {}
-        units: list[list[JobMessage]] = []
-        for m in messages:
-            if m.execution_key is None:
-                units.append([m])
-            elif m.execution_key not in serial:
-                serial[m.execution_key] = [m]
-                units.append(serial[m.execution_key])
-            else:
-                serial[m.execution_key].append(m)
-        pending = iter(units)
-        errors: list[BaseException] = []
-
-        async def sender() -> None:  # a few senders, not one task per job: memory stays flat
-            for unit in pending:
-                for message in unit:
-                    try:
-                        await self.enqueue_message(message, partition)
-                    except Exception as e:
-                        errors.append(e)
-
-        await asyncio.gather(*(sender() for _ in range(min(ENQUEUE_WINDOW, len(units)))))
-        if errors:
-            raise errors[0]
-        return [m.id for m in messages]
+        return await self._enqueuer.many([JobMessage.from_job(job, queue) for job in jobs], partition)
 
     # partitions
 

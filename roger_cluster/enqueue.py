@@ -1,0 +1,106 @@
+"""Enqueueing: how a job message gets into its partition, with its keys kept true.
+
+A plain job is one confirmed publish and no etcd round trip: the hot path.
+A job with a queue key takes the key in etcd first (DuplicateJob if another
+queued job holds it) and gives it back if the publish fails, so a key never
+outlives a job that was not queued. A job with an execution key is parked in
+its key's waiting queue (`keyed.park`, the protocol the node uses too).
+`Enqueuer.many` keeps up to `ENQUEUE_WINDOW` confirms in flight, and the jobs
+of one execution key in their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from .broker import Broker
+from .cluster import queuekeys
+from .cluster.etcd import Etcd
+from .cluster.execkeys import ExecKeys
+from .codec import JobMessage
+from .errors import UnroutableJob
+from .keyed import park
+from .names import check_partition, queue_name
+
+ENQUEUE_WINDOW = 1000
+
+
+class Enqueuer:
+    """Publishes job messages for the client; connects on first use (`broker`, `etcd`
+    are the client's getters), so constructing it does no I/O."""
+
+    def __init__(
+        self, broker: Callable[[], Awaitable[Broker]], etcd: Callable[[], Awaitable[Etcd]], namespace: str
+    ) -> None:
+        self._broker = broker
+        self._etcd = etcd
+        self._namespace = namespace
+        self._known_queues: set[str] = set()
+
+    async def one(self, message: JobMessage, partition: str) -> str:
+        """Enqueue one message; returns its id once RabbitMQ confirmed it."""
+        check_partition(partition)
+        broker = await self._broker()
+        if message.queue_key is None and message.execution_key is None:
+            await broker.publish(message, partition)  # the hot path: no etcd
+            return message.id
+        etcd = await self._etcd()
+        if message.queue_key is not None:
+            await queuekeys.take(etcd, self._namespace, partition, message.queue_key, message.id)
+        try:
+            if message.execution_key is None:
+                await broker.publish(message, partition)
+            else:
+                await self._park(broker, etcd, message, partition)
+        except BaseException:
+            if message.queue_key is not None:
+                await queuekeys.release(etcd, self._namespace, partition, message.queue_key, message.id)
+            raise
+        return message.id
+
+    async def many(self, messages: Sequence[JobMessage], partition: str) -> list[str]:
+        """Enqueue every message, up to ENQUEUE_WINDOW at once; the first error is raised
+        after the rest were tried (those confirmed before it are queued)."""
+        check_partition(partition)
+        units = _units(messages)
+        pending = iter(units)
+        errors: list[BaseException] = []
+
+        async def sender() -> None:  # a few senders, not one task per job: memory stays flat
+            for unit in pending:
+                for message in unit:
+                    try:
+                        await self.one(message, partition)
+                    except Exception as e:
+                        errors.append(e)
+
+        await asyncio.gather(*(sender() for _ in range(min(ENQUEUE_WINDOW, len(units)))))
+        if errors:
+            raise errors[0]
+        return [m.id for m in messages]
+
+    async def _park(self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str) -> None:
+        """Park the job in its key's waiting queue (`keyed.park`): counted, published, and
+        the key woken if nobody holds it; nothing is left behind if it raises."""
+        main = queue_name(partition, message.queue)
+        if main not in self._known_queues:
+            if await broker.stats(main) is None:
+                raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
+            self._known_queues.add(main)
+        await park(broker, ExecKeys(etcd, self._namespace), message, partition)
+
+
+def _units(messages: Sequence[JobMessage]) -> list[list[JobMessage]]:
+    """Work units: one plain job, or all jobs of one execution key (kept in order)."""
+    serial: dict[str, list[JobMessage]] = {}
+    units: list[list[JobMessage]] = []
+    for m in messages:
+        if m.execution_key is None:
+            units.append([m])
+        elif m.execution_key not in serial:
+            serial[m.execution_key] = [m]
+            units.append(serial[m.execution_key])
+        else:
+            serial[m.execution_key].append(m)
+    return units
