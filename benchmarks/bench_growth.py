@@ -340,9 +340,9 @@ class Bench:
         return result
 
     def _etcd_pid(self) -> int:
-        process = self.etcd_server._process  # noqa: SLF001 - the benchmark's own server
-        assert process is not None and process._popen is not None  # noqa: SLF001
-        return process._popen.pid  # noqa: SLF001
+        pid = self.etcd_server.pid
+        assert pid is not None
+        return pid
 
     async def _resources(
         self, result: Case, namespace: str, names: list[str], nodes: list[NodeProcess]

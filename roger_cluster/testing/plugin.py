@@ -1,14 +1,13 @@
 """The pytest plugin: real servers once per session, isolation per test.
 
 Servers are found in the brief's order (environment, Docker, local binaries;
-see `servers.py`) and started once per session. Each test gets its own etcd
+see `discovery.py`) and started once per session. Each test gets its own etcd
 namespace and partition names, so tests never see each other's state, and
 every node or queue a test made is removed when it ends.
 """
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,16 +17,13 @@ import pytest
 from ..client import Client
 from ..management import Management
 from ..names import release_queue_name
+from .discovery import find_etcd, find_rabbitmq
+from .etcd import EtcdEndpoint, EtcdServer
+from .etcd import etcd_cluster as _etcd_cluster
 from .nodes import NodeFactory
-from .servers import (
-    EtcdEndpoint,
-    EtcdServer,
-    RabbitEndpoint,
-    RabbitServer,
-    find_etcd,
-    find_rabbitmq,
-    free_ports,
-)
+from .processes import running
+from .rabbitmq import RabbitEndpoint, RabbitServer, join_cluster
+from .rabbitmq import rabbitmq_cluster as _rabbitmq_cluster
 
 
 @pytest.fixture(scope="session")
@@ -115,23 +111,15 @@ def node_factory(
 @pytest.fixture
 def private_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     """An etcd of this test's own, from the local binary, that the test may stop and restart."""
-    server = EtcdServer(tmp_path / "private-etcd")
-    server.start()
-    try:
+    with running(EtcdServer(tmp_path / "private-etcd")) as [server]:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
 def private_rabbitmq(tmp_path: Path) -> Iterator[RabbitServer]:
     """A RabbitMQ of this test's own (with management) that the test may stop and restart."""
-    server = RabbitServer(tmp_path / "private-rabbitmq")
-    server.start()
-    try:
+    with running(RabbitServer(tmp_path / "private-rabbitmq")) as [server]:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -149,52 +137,13 @@ def roger_etcd_endpoints(roger_etcd: EtcdEndpoint) -> str:
 @pytest.fixture
 def etcd_cluster(tmp_path: Path) -> Iterator[list[EtcdServer]]:
     """A private 3-member etcd cluster; members may be stopped and restarted one by one."""
-    ports = free_ports(6)
-    names = [f"m{i}" for i in range(3)]
-    initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
-    members = [
-        EtcdServer(
-            tmp_path / f"etcd-{name}",
-            name=name,
-            client_port=ports[2 * i],
-            peer_port=ports[2 * i + 1],
-            initial_cluster=initial,
-        )
-        for i, name in enumerate(names)
-    ]
-    try:
-        for member in members:
-            member.spawn()
-        for member in members:
-            member.wait_ready()
+    with running(*_etcd_cluster(tmp_path)) as members:
         yield members
-    finally:
-        for member in members:
-            member.cleanup()
 
 
 @pytest.fixture
 def rabbitmq_cluster(tmp_path: Path) -> Iterator[list[RabbitServer]]:
     """A private 3-node RabbitMQ cluster (quorum queues replicate over it)."""
-    cookie = secrets.token_hex(16).upper()
-    servers = [RabbitServer(tmp_path / f"rabbit-{i}") for i in range(3)]
-    for server in servers:  # one Erlang cookie, or the nodes cannot talk
-        home = server.workdir / "home"
-        home.mkdir(parents=True)
-        (home / ".erlang.cookie").write_text(cookie)
-        (home / ".erlang.cookie").chmod(0o400)
-    try:
-        for server in servers:
-            server.spawn()
-        for server in servers:
-            server.wait_ready()
-        for server in servers[1:]:
-            server.ctl("stop_app")
-            server.ctl("join_cluster", servers[0].node_name)
-            server.ctl("start_app")
-        for server in servers:
-            server.wait_ready()
+    with running(*_rabbitmq_cluster(tmp_path)) as servers:
+        join_cluster(servers)
         yield servers
-    finally:
-        for server in servers:
-            server.cleanup()
