@@ -8,22 +8,12 @@ event, appended with O_APPEND so lines from several nodes never interleave.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any
 
 from roger_cluster import Job
-
-
-def record(path: str, **fields: Any) -> None:
-    """Append one JSON line to the ledger at `path`."""
-    line = (json.dumps(fields, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+from roger_cluster.testing.ledger import record
 
 
 def mark(job: Job, event: str, **fields: Any) -> None:

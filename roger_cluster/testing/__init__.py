@@ -3,9 +3,51 @@
 A pytest plugin (entry point `pytest11`, module `roger_cluster.testing.plugin`)
 giving real servers, real `roger-node` processes and wait helpers. Nothing
 here mocks RabbitMQ or etcd.
+
+- `plugin`: the fixtures (`roger_client`, `node_factory`, `roger_management`,
+  `roger_partition`, `ledger`, private servers and clusters);
+- `nodes`: `NodeFactory` / `NodeProcess`, real node processes;
+- `consumers`: what RabbitMQ shows (consumers, prefetches, ready messages)
+  and `start_consuming`, the usual set-up: nodes, partition, consumers;
+- `ledger`: what jobs record in a file and the test reads back;
+- `rogerctl`: the CLI run against the test's cluster;
+- `wait`: `eventually` and `equals`, for waiting instead of sleeping;
+- `servers` (with `discovery`, `etcd`, `rabbitmq`, `processes`, `probes`):
+  the real servers.
 """
 
+from .consumers import (
+    consumers,
+    consumers_by_node,
+    prefetches,
+    ready,
+    start_consuming,
+    wait_consumers,
+    wait_prefetches,
+)
+from .ledger import ended, events, record
 from .nodes import NodeFactory, NodeProcess
-from .wait import eventually
+from .rogerctl import rogerctl, start_rogerctl
+from .wait import equals, eventually
 
-__all__ = ["NodeFactory", "NodeProcess", "eventually"]
+__all__ = [
+    # nodes and the CLI
+    "NodeFactory",
+    "NodeProcess",
+    "rogerctl",
+    "start_rogerctl",
+    # set-up and conditions to wait for
+    "consumers",
+    "consumers_by_node",
+    "equals",
+    "eventually",
+    "prefetches",
+    "ready",
+    "start_consuming",
+    "wait_consumers",
+    "wait_prefetches",
+    # ledgers
+    "ended",
+    "events",
+    "record",
+]

@@ -59,6 +59,12 @@ def roger_partition() -> str:
 
 
 @pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    """A ledger file of this test's own for jobs to `record` events in (see `ledger.py`)."""
+    return tmp_path / "ledger"
+
+
+@pytest.fixture
 def roger_management(roger_rabbitmq: RabbitEndpoint) -> Management:
     """The management API of the session's RabbitMQ."""
     return Management(roger_rabbitmq.management_url)

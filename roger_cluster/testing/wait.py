@@ -1,4 +1,4 @@
-"""Wait for a condition instead of sleeping."""
+"""Wait for a condition instead of sleeping: `eventually(check)`, and `equals` to check with."""
 
 from __future__ import annotations
 
@@ -50,3 +50,11 @@ async def eventually(
             detail = f": {last}" if last else ""
             raise AssertionError(f"not true within {timeout}s {message}{detail}") from last
         await asyncio.sleep(interval)
+
+
+async def equals(value: Awaitable[T], expected: T) -> bool:
+    """Whether `value` comes out as `expected`; for `eventually`, where the
+    AssertionError says what it was instead."""
+    actual = await value
+    assert actual == expected
+    return True

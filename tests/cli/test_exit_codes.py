@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from roger_cluster import Client, errors
 from roger_cluster.cli.common import Exit, exit_code
 from roger_cluster.cluster import keys
 from roger_cluster.testing import NodeFactory
-from tests.integration.test_partitions import rogerctl
+from roger_cluster.testing.consumers import ready
+from roger_cluster.testing.rogerctl import rogerctl
 
 CLI_MD = Path(__file__).parents[2] / "docs" / "cli.md"
 
@@ -37,15 +37,7 @@ def test_docs_cli_md_has_the_one_table_of_exit_codes_and_every_error_maps_into_i
 
 def run(factory: NodeFactory, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """rogerctl with `stdin` as its standard input."""
-    return subprocess.run(
-        [sys.executable, "-m", "roger_cluster.cli.ctl", *args],
-        env=factory.env("rogerctl"),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return rogerctl(factory, *args, input=stdin)
 
 
 def assert_one_readable_line(done: subprocess.CompletedProcess[str], *wanted: str) -> None:
@@ -56,11 +48,6 @@ def assert_one_readable_line(done: subprocess.CompletedProcess[str], *wanted: st
         assert raw not in lines[0], done.stderr
     for text in wanted:
         assert text in lines[0], done.stderr
-
-
-async def ready(client: Client, queue: str) -> int | None:
-    stats = await (await client.broker()).stats(queue)
-    return None if stats is None else stats.ready
 
 
 async def test_commands_on_a_missing_partition_or_queue_exit_4_with_one_line(

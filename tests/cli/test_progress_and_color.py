@@ -15,8 +15,8 @@ from roger_cluster.codec import JobMessage
 from roger_cluster.demo import Noop
 from roger_cluster.names import buried_queue_name
 from roger_cluster.testing import NodeFactory
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.wait import eventually
-from tests.integration.test_partitions import rogerctl
 
 JOBS = 300
 

@@ -8,7 +8,7 @@ import pytest
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory
-from tests.integration.test_partitions import rogerctl
+from roger_cluster.testing.rogerctl import rogerctl
 
 
 @pytest.mark.parametrize(

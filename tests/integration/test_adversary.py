@@ -17,10 +17,10 @@ from roger_cluster import Client, Job, RogerError
 from roger_cluster.management import Management
 from roger_cluster.names import release_queue_name
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers
+from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.servers import EtcdServer
 from tests import jobs
-from tests.helpers import consumers
-from tests.ledger import ended, events
 
 
 @pytest.mark.parametrize("job_class", [jobs.IgnoresCancel, jobs.SyncIgnoresCancel])
@@ -28,10 +28,9 @@ async def test_a_job_that_ignores_cancellation_is_settled_at_its_limit_and_keeps
     node_factory: NodeFactory,
     roger_client: Client,
     roger_partition: str,
-    tmp_path: Path,
+    ledger: Path,
     job_class: type[Job],
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})
@@ -55,10 +54,9 @@ async def test_base_exceptions_from_perform_are_failures_and_the_node_lives_on(
     node_factory: NodeFactory,
     roger_client: Client,
     roger_partition: str,
-    tmp_path: Path,
+    ledger: Path,
     job_class: type[Job],
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 2})
@@ -79,9 +77,8 @@ async def test_base_exceptions_from_perform_are_failures_and_the_node_lives_on(
 
 
 async def test_a_partition_stopped_while_its_jobs_retry_runs_them_once_started_again(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 5})
@@ -113,8 +110,8 @@ async def test_etcd_unreachable_for_a_minute_runs_plain_and_unique_jobs_once_and
     roger_namespace: str,
     roger_partition: str,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     etcd = private_etcd.endpoint.endpoints
     factory = NodeFactory(roger_rabbitmq_url, etcd, roger_namespace, tmp_path)
@@ -214,8 +211,8 @@ async def test_a_node_killed_while_etcd_is_down_leaves_no_queue_key_held(
     roger_partition: str,
     roger_management: Management,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     etcd = private_etcd.endpoint.endpoints
     factory = NodeFactory(roger_rabbitmq_url, etcd, roger_namespace, tmp_path)

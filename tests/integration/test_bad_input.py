@@ -12,8 +12,8 @@ import msgpack
 from roger_cluster import Client, JobError
 from roger_cluster.codec import JobMessage, encode
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
 from tests import jobs
-from tests.ledger import ended
 
 SEED = 20261129
 
@@ -90,10 +90,9 @@ def odd_properties(rng: random.Random) -> dict[str, Any]:
 
 
 async def test_garbage_is_buried_with_a_reason_and_good_jobs_still_run(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
     rng = random.Random(SEED)
-    ledger = tmp_path / "ledger"
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 4})
     broker = await roger_client.broker()

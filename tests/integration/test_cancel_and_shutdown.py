@@ -8,15 +8,14 @@ from pathlib import Path
 
 from roger_cluster import Client, Job
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
 
 
 async def test_a_cancelled_queued_job_never_runs_and_on_cancel_fires_once(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs", ROGER_CALLBACKS="tests.jobs:hooks")
     await roger_client.start_partition(roger_partition, {"default": 1})
     blocker = jobs.Record.create({"ledger": str(ledger), "sleep": 1.5})
@@ -34,9 +33,8 @@ async def test_a_cancelled_queued_job_never_runs_and_on_cancel_fires_once(
 
 
 async def test_a_running_job_is_stopped_within_a_second_wherever_it_runs(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start_many(3, jobs="tests.jobs", ROGER_CALLBACKS="tests.jobs:hooks")
     await roger_client.start_partition(roger_partition, {"default": 2})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 60})
@@ -59,9 +57,8 @@ async def test_a_running_job_is_stopped_within_a_second_wherever_it_runs(
 
 
 async def test_cancel_reaches_a_running_job_within_one_second_of_the_request(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 60})
@@ -84,9 +81,8 @@ async def test_cancelling_an_unknown_job_is_not_an_error(
 
 
 async def test_sigterm_lets_five_running_jobs_finish_and_leaves_etcd_at_once(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 5})
     batch = [jobs.Record.create({"ledger": str(ledger), "sleep": 2}) for _ in range(5)]
@@ -102,9 +98,8 @@ async def test_sigterm_lets_five_running_jobs_finish_and_leaves_etcd_at_once(
 
 
 async def test_jobs_longer_than_the_shutdown_timeout_go_back_and_run_elsewhere(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     first = await node_factory.start(jobs="tests.jobs", ROGER_SHUTDOWN_TIMEOUT="1")
     await roger_client.start_partition(roger_partition, {"default": 3})
     batch: list[Job] = [jobs.Record.create({"ledger": str(ledger), "sleep": 3}) for _ in range(2)]
@@ -124,9 +119,8 @@ async def test_jobs_longer_than_the_shutdown_timeout_go_back_and_run_elsewhere(
 
 
 async def test_a_second_signal_stops_at_once_without_acking(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     node = await node_factory.start(jobs="tests.jobs", ROGER_SHUTDOWN_TIMEOUT="30")
     await roger_client.start_partition(roger_partition, {"default": 1})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 20})

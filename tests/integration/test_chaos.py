@@ -29,9 +29,9 @@ from pathlib import Path
 from roger_cluster import Client, RogerError
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually
+from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests import jobs
-from tests.ledger import ended, events
 
 LEASE_TTL = 3
 

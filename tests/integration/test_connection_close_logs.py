@@ -12,10 +12,10 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers
+from roger_cluster.testing.ledger import events
 from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
-from tests.helpers import consumers
-from tests.ledger import events
 
 
 async def test_a_connection_closed_by_the_broker_during_keyed_jobs_logs_one_warning_and_no_traceback(
@@ -24,10 +24,10 @@ async def test_a_connection_closed_by_the_broker_during_keyed_jobs_logs_one_warn
     roger_namespace: str,
     roger_partition: str,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     amqp_url = private_rabbitmq.endpoint.amqp_url
     factory = NodeFactory(amqp_url, roger_etcd_endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     try:
         async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
             await client.start_partition(roger_partition, {"default": 8})

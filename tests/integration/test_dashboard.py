@@ -26,9 +26,9 @@ from playwright.async_api import Dialog, Page, async_playwright
 from roger_cluster import Client
 from roger_cluster.dashboard import DashboardServer
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import events
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
-from tests.ledger import events
 
 UI_TIMEOUT_MS = 15_000
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -13,11 +13,11 @@ from roger_cluster.management import Management
 from roger_cluster.names import control_queue_name, release_queue_name
 from roger_cluster.queue_contents import BuriedJob
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
-from tests.helpers import consumers
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
 
 
 async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_seconds(
@@ -25,7 +25,7 @@ async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_s
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
     nodes = await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
@@ -43,7 +43,6 @@ async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_s
         return True
 
     await eventually(one_consumer_per_node, timeout=15, interval=0.5)
-    ledger = tmp_path / "ledger"
     job = jobs.Record.create({"ledger": str(ledger)})
     await roger_client.enqueue(job, roger_partition)
     await eventually(lambda: ended(ledger)[job.id] == 1, timeout=10)
@@ -108,14 +107,13 @@ async def test_a_job_to_bury_after_its_buried_queue_was_deleted_is_buried_not_ru
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 1})
     buried = f"{roger_partition}-default.buried"
     assert await roger_management.delete_queue(buried)
 
-    ledger = tmp_path / "ledger"
     job = jobs.Fails.create({"ledger": str(ledger)})  # not retryable: buried at its first failure
     await roger_client.enqueue(job, roger_partition)
 

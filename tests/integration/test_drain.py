@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,24 +17,10 @@ from roger_cluster import Client
 from roger_cluster.cluster import keys
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import ready, wait_consumers
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl, start_rogerctl
 from tests import jobs
-from tests.console import wait_consumers
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
-
-
-async def start_rogerctl(factory: NodeFactory, *args: str) -> asyncio.subprocess.Process:
-    """rogerctl running in the background, for commands that wait."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "roger_cluster.cli.ctl",
-        *args,
-        env=factory.env("rogerctl"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def finish(process: asyncio.subprocess.Process, timeout: float) -> tuple[int, str, str]:
@@ -52,20 +37,13 @@ def listed(factory: NodeFactory) -> list[dict[str, Any]]:
     return result
 
 
-async def ready(client: Client, queue: str) -> int:
-    stats = await (await client.broker()).stats(queue)
-    assert stats is not None, queue
-    return stats.ready
-
-
 async def test_drain_waits_for_running_jobs_then_removes_the_partition_and_list_shows_draining_meanwhile(
     node_factory: NodeFactory,
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p, queue = roger_partition, f"{roger_partition}-default"
     a, b = await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})
@@ -105,9 +83,8 @@ async def test_a_node_that_dies_during_a_drain_does_not_block_it(
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p, queue = roger_partition, f"{roger_partition}-default"
     a, b = await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})
@@ -136,9 +113,8 @@ async def test_a_drain_that_times_out_leaves_the_partition_draining_and_start_en
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p, queue = roger_partition, f"{roger_partition}-default"
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})

@@ -9,10 +9,10 @@ from pathlib import Path
 from roger_cluster import Client, RogerError
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdServer, RabbitEndpoint, RabbitServer
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended
 
 
 async def test_stopping_any_one_etcd_member_changes_nothing_users_see(
@@ -22,10 +22,10 @@ async def test_stopping_any_one_etcd_member_changes_nothing_users_see(
     roger_partition: str,
     roger_management: Management,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     endpoints = ",".join(m.endpoint.endpoints for m in etcd_cluster)
     factory = NodeFactory(roger_rabbitmq.amqp_url, endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     try:
         nodes = await factory.start_many(2, jobs="tests.jobs")
         async with Client(roger_rabbitmq.amqp_url, endpoints, roger_namespace) as client:
@@ -63,10 +63,10 @@ async def test_a_node_moves_to_another_broker_when_its_broker_stops_and_loses_no
     roger_namespace: str,
     roger_partition: str,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     brokers = ",".join(s.endpoint.amqp_url for s in rabbitmq_cluster)
     factory = NodeFactory(brokers, roger_etcd_endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     confirmed: set[str] = set()
     try:
         nodes = await factory.start_many(2, jobs="tests.jobs")

@@ -11,9 +11,9 @@ from roger_cluster import Client
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import events
+from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import events
 
 
 async def test_ensure_partition_leaves_an_operators_concurrency_and_drain_and_set_partition_replaces_them(
@@ -21,7 +21,7 @@ async def test_ensure_partition_leaves_an_operators_concurrency_and_drain_and_se
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
     p = roger_partition
     booted = {"default": 2}
@@ -39,7 +39,6 @@ async def test_ensure_partition_leaves_an_operators_concurrency_and_drain_and_se
     assert await roger_client.partition_spec(p) == operators
 
     # The operator starts a drain that is still waiting for a running job; the app restarts.
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs")
     await roger_client.enqueue(jobs.Record.create({"ledger": str(ledger), "sleep": 3}), p)
     await eventually(lambda: len(events(ledger, "start")) == 1, timeout=15)

@@ -11,14 +11,13 @@ from roger_cluster import Client, Job
 from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended, events
 from tests import jobs
-from tests.ledger import ended, events
 
 
 async def test_a_thousand_jobs_over_three_nodes_all_run_exactly_once(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     nodes = await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 10})
     batch: list[Job] = [jobs.Record.create({"ledger": str(ledger)}) for _ in range(500)]
@@ -35,9 +34,8 @@ async def test_a_thousand_jobs_over_three_nodes_all_run_exactly_once(
 
 
 async def test_no_more_than_concurrency_jobs_run_at_once_on_a_node(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
     await roger_client.enqueue_many(
@@ -53,9 +51,8 @@ async def test_no_more_than_concurrency_jobs_run_at_once_on_a_node(
 
 
 async def test_a_job_running_on_a_killed_node_runs_again_on_another(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     nodes = await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 1})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 2})
@@ -76,7 +73,7 @@ async def test_a_message_naming_a_class_that_is_not_allowed_is_buried_not_run(
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
@@ -98,7 +95,6 @@ async def test_a_message_naming_a_class_that_is_not_allowed_is_buried_not_run(
     assert sum("not valid msgpack" in r for r in reasons) == 1
     assert sum("unsupported message format version" in r or "missing" in r for r in reasons) == 1
     # The node goes on serving good jobs.
-    ledger = tmp_path / "ledger"
     good = jobs.Record.create({"ledger": str(ledger)})
     await roger_client.enqueue(good, roger_partition)
     await eventually(lambda: ended(ledger)[good.id] == 1, timeout=10)

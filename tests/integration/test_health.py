@@ -11,9 +11,9 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
 from roger_cluster.testing.servers import EtcdServer, free_ports
 from tests import jobs
-from tests.ledger import ended
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -34,7 +34,7 @@ def sample(metrics: str, name: str, partition: str) -> float:
 
 
 async def test_a_live_node_serves_health_readiness_and_job_metrics(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
     (port,) = free_ports(1)
     base = f"http://127.0.0.1:{port}"
@@ -43,7 +43,6 @@ async def test_a_live_node_serves_health_readiness_and_job_metrics(
     assert await get(f"{base}/readyz") == (200, "ready\n")
     assert (await get(f"{base}/nope"))[0] == 404
 
-    ledger = tmp_path / "ledger"
     await roger_client.start_partition(roger_partition, {"default": 3})
     ok = [jobs.Record.create({"ledger": str(ledger)}) for _ in range(5)]
     await roger_client.enqueue_many([*ok, jobs.AlwaysFails.create({"ledger": str(ledger)})], roger_partition)

@@ -17,10 +17,10 @@ from roger_cluster.cluster import keys
 from roger_cluster.management import Management
 from roger_cluster.names import control_queue_name
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
 
 
 def started(ledger: Path) -> dict[str, str]:
@@ -29,9 +29,8 @@ def started(ledger: Path) -> dict[str, str]:
 
 
 async def test_job_running_shows_each_running_job_once_with_its_node(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     nodes = await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
     batch = [jobs.Record.create({"ledger": str(ledger), "sleep": 60}) for _ in range(5)]
@@ -67,9 +66,8 @@ async def test_job_running_shows_each_running_job_once_with_its_node(
 
 
 async def test_a_stopped_node_is_reported_unreachable_within_the_timeout(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     # A lease longer than the test, so the frozen node stays in etcd and must be asked.
     a, b, c = await node_factory.start_many(3, jobs="tests.jobs", ROGER_LEASE_TTL="60")
     await roger_client.start_partition(roger_partition, {"default": 1})
@@ -114,9 +112,8 @@ async def test_a_node_without_a_control_queue_is_reported_not_left_out(
 
 
 async def test_job_queued_lists_queued_jobs_in_order_and_leaves_them_all_there(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     began = time.monotonic()
     nobody = await roger_client.running(timeout=5.0)
     assert (nobody.nodes, nobody.jobs, nobody.unreachable) == ([], [], [])
@@ -168,9 +165,8 @@ async def test_partition_show_has_paused_buried_and_per_node_consumers(
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     a, b = await node_factory.start_many(2, jobs="tests.jobs")
     p = roger_partition
     await roger_client.start_partition(p, {"default": 3, "other": 1})

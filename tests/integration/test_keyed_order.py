@@ -15,15 +15,14 @@ import pytest
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import events
 from tests import jobs
-from tests.ledger import events
 
 
 @pytest.mark.parametrize("stop", ["shutdown", "kill"])
 async def test_an_interrupted_keyed_job_runs_again_before_the_jobs_behind_it(
-    stop: str, node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    stop: str, node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     await roger_client.start_partition(p, {"default": 1})
     holder = await node_factory.start("holder", ["--shutdown-timeout", "1"], jobs="tests.jobs")

@@ -10,11 +10,12 @@ import pytest
 from roger_cluster import Client, DuplicateJob
 from roger_cluster.cluster.execkeys import ExecKeys
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
+from roger_cluster.testing.wait import equals
 from tests import jobs
-from tests.helpers import consumers, equals
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
 
 
 def clients(rabbit: RabbitEndpoint, etcd: EtcdEndpoint, namespace: str, count: int) -> list[Client]:
@@ -46,9 +47,8 @@ async def test_of_fifty_racing_enqueues_of_one_queue_key_exactly_one_wins(
 
 
 async def test_a_queue_key_is_free_again_once_its_job_finished_or_was_cancelled(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await roger_client.start_partition(roger_partition, {"default": 1})
     first = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
     await roger_client.enqueue(first, roger_partition)
@@ -71,9 +71,8 @@ async def test_a_queue_key_is_free_again_once_its_job_finished_or_was_cancelled(
 
 
 async def test_retry_buried_takes_the_queue_key_again_and_leaves_a_job_whose_key_is_held_buried(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})
@@ -112,9 +111,8 @@ async def _enqueued(client: Client, job: jobs.Unique, partition: str) -> bool:
 
 
 async def test_jobs_of_one_execution_key_run_one_at_a_time_in_enqueue_order(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 10})
     serial = [
@@ -135,9 +133,8 @@ async def test_jobs_of_one_execution_key_run_one_at_a_time_in_enqueue_order(
 
 
 async def test_the_rest_of_a_key_runs_after_its_holder_is_killed_mid_job(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     nodes = await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 10})
     serial = [
@@ -164,9 +161,8 @@ async def test_no_job_of_a_key_gets_stuck_under_racing_enqueues_and_releases(
     roger_rabbitmq: RabbitEndpoint,
     roger_etcd: EtcdEndpoint,
     roger_namespace: str,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 10})
     racers = clients(roger_rabbitmq, roger_etcd, roger_namespace, 4)

@@ -8,10 +8,11 @@ from pathlib import Path
 from roger_cluster import Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers
+from roger_cluster.testing.ledger import events
+from roger_cluster.testing.rogerctl import rogerctl
+from roger_cluster.testing.wait import equals
 from tests import jobs
-from tests.helpers import consumers, equals
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import events
 
 SHORT_LEVELS = "1,2"
 
@@ -30,9 +31,8 @@ async def test_a_retryable_job_that_fails_twice_runs_three_times_with_the_level_
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs", ROGER_RETRY_LEVELS=SHORT_LEVELS)
     await roger_client.start_partition(roger_partition, {"default": 2})
     job = jobs.Flaky.create({"ledger": str(ledger), "failures": 2})
@@ -59,9 +59,8 @@ async def test_a_job_that_always_fails_is_buried_with_its_error_then_can_be_retr
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs", ROGER_RETRY_LEVELS="1")
     await roger_client.start_partition(roger_partition, {"default": 2})
     job = jobs.AlwaysFails.create({"ledger": str(ledger)})
@@ -99,9 +98,8 @@ async def test_a_job_that_always_fails_is_buried_with_its_error_then_can_be_retr
 
 
 async def test_retry_buried_without_ids_moves_them_all_and_leaves_unnamed_ones(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 5})
     failing = [jobs.Fails.create({"ledger": str(ledger)}) for _ in range(3)]
@@ -123,9 +121,8 @@ async def test_retry_buried_without_ids_moves_them_all_and_leaves_unnamed_ones(
 
 
 async def test_an_async_job_past_its_limit_fails_within_the_limit_plus_a_second(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 1})
     job = jobs.SlowAsync.create({"ledger": str(ledger), "sleep": 30})
@@ -139,9 +136,8 @@ async def test_an_async_job_past_its_limit_fails_within_the_limit_plus_a_second(
 
 
 async def test_a_sync_job_past_its_limit_fails_at_once_and_keeps_its_slot_until_it_returns(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 1})
     slow = jobs.SlowSync.create({"ledger": str(ledger), "sleep": 30})
@@ -159,9 +155,8 @@ async def test_a_sync_job_past_its_limit_fails_at_once_and_keeps_its_slot_until_
 
 
 async def test_every_callback_fires_with_its_arguments_and_a_raising_one_changes_nothing(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     await node_factory.start(jobs="tests.jobs", ROGER_CALLBACKS="tests.jobs:hooks", ROGER_RETRY_LEVELS="1")
     await roger_client.start_partition(roger_partition, {"default": 3})
     ok = jobs.Record.create({"ledger": str(ledger)})

@@ -8,8 +8,8 @@ from pathlib import Path
 from roger_cluster import Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually
+from roger_cluster.testing.ledger import ended
 from tests import jobs
-from tests.ledger import ended
 
 
 def rss_mib(node: NodeProcess) -> float:
@@ -21,9 +21,8 @@ def rss_mib(node: NodeProcess) -> float:
 
 
 async def test_a_burst_of_ten_thousand_queued_jobs_keeps_node_memory_bounded_by_prefetch(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 10})
     warm = [jobs.Record.create({"ledger": str(ledger)}) for _ in range(300)]

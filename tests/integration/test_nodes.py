@@ -7,7 +7,7 @@ import signal
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory, eventually
-from tests.integration.test_partitions import rogerctl
+from roger_cluster.testing.rogerctl import rogerctl
 
 
 def listed(factory: NodeFactory) -> list[str]:

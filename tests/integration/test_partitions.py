@@ -6,38 +6,12 @@ node on every partition queue, with prefetch = the queue's concurrency.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from roger_cluster import Client
 from roger_cluster.cluster import keys
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
-
-
-def rogerctl(factory: NodeFactory, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run rogerctl against the test's cluster."""
-    return subprocess.run(
-        [sys.executable, "-m", "roger_cluster.cli.ctl", *args],
-        env=factory.env("rogerctl"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-async def prefetches(management: Management, queue: str) -> list[int]:
-    """The prefetch of every consumer on `queue`, sorted."""
-    return sorted(c.prefetch_count for c in await management.consumers(queue))
-
-
-async def wait_prefetches(management: Management, queue: str, expected: list[int]) -> None:
-    async def check() -> bool:
-        assert await prefetches(management, queue) == expected
-        return True
-
-    await eventually(check, timeout=15, message=f"consumers of {queue}")
+from roger_cluster.testing.consumers import prefetches, wait_prefetches
+from roger_cluster.testing.rogerctl import rogerctl
 
 
 async def test_every_node_consumes_every_queue_with_prefetch_equal_to_concurrency(

@@ -10,37 +10,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import consumers, consumers_by_node, ready, wait_consumers
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
-from tests.console import consumers_by_node, wait_consumers
-from tests.helpers import consumers
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
-
-
-async def ready(client: Client, queue: str) -> int:
-    stats = await (await client.broker()).stats(queue)
-    assert stats is not None, queue
-    return stats.ready
 
 
 def rogerctl_without_terminal(factory: NodeFactory, *args: str) -> subprocess.CompletedProcess[str]:
     """rogerctl with stdin that is not a terminal, as in a script."""
-    return subprocess.run(
-        [sys.executable, "-m", "roger_cluster.cli.ctl", *args],
-        env=factory.env("rogerctl"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return rogerctl(factory, *args, stdin=subprocess.DEVNULL)
 
 
 async def test_pause_stops_new_starts_on_every_node_within_a_second_while_running_jobs_finish(
@@ -48,9 +32,8 @@ async def test_pause_stops_new_starts_on_every_node_within_a_second_while_runnin
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p, queue = roger_partition, f"{roger_partition}-default"
     nodes = await node_factory.start_many(3, jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 2})
@@ -89,9 +72,8 @@ async def test_a_node_restarted_while_a_queue_is_paused_does_not_consume_it(
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     node = await node_factory.start("solo", jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 2, "other": 1})
@@ -165,9 +147,8 @@ async def test_sigterm_bounds_the_jobs_of_a_paused_queue_by_the_shutdown_timeout
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p, queue = roger_partition, f"{roger_partition}-default"
     node = await node_factory.start(jobs="tests.jobs", ROGER_SHUTDOWN_TIMEOUT="1")
     await roger_client.start_partition(p, {"default": 1})

@@ -16,9 +16,9 @@ from roger_cluster.broker import Moved, Peeked
 from roger_cluster.management import Management
 from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually
+from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.servers import EtcdEndpoint, EtcdServer, RabbitEndpoint
 from tests import jobs
-from tests.ledger import ended, events
 
 
 async def _accepted(client: Client, job: Job, partition: str) -> bool:
@@ -31,9 +31,8 @@ async def _accepted(client: Client, job: Job, partition: str) -> bool:
 
 
 async def test_a_job_that_raises_timeout_error_itself_is_retried_then_buried_with_the_error(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     await roger_client.start_partition(p, {"default": 1})
     await node_factory.start(jobs="tests.jobs")
@@ -66,11 +65,11 @@ async def test_unique_jobs_that_finish_while_etcd_is_down_run_exactly_once(
     roger_partition: str,
     roger_management: Management,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     p = roger_partition
     name = queue_name(p, "default")
     factory = NodeFactory(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     keys = [f"k{i}" for i in range(5)]
     try:
         async with Client(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace) as client:
@@ -131,9 +130,8 @@ async def test_a_unique_job_buried_by_the_delivery_limit_frees_its_queue_key(
     roger_rabbitmq: RabbitEndpoint,
     roger_etcd: EtcdEndpoint,
     roger_namespace: str,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     limit = "2"
     client = Client(roger_rabbitmq.amqp_url, roger_etcd.endpoints, roger_namespace, delivery_limit=2)

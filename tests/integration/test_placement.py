@@ -13,10 +13,10 @@ from pathlib import Path
 from roger_cluster import Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.consumers import wait_consumers
+from roger_cluster.testing.ledger import ended, events
+from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
-from tests.console import wait_consumers
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended, events
 
 
 async def test_a_partition_limited_to_one_of_three_nodes_has_one_consumer_per_queue_on_that_node(
@@ -24,9 +24,8 @@ async def test_a_partition_limited_to_one_of_three_nodes_has_one_consumer_per_qu
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     first, chosen, third = await node_factory.start_many(3, jobs="tests.jobs")
     done = rogerctl(node_factory, "partition", "start", p, "default=3", "other=2", "--nodes", chosen.name)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually
+from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
-from tests.ledger import ended, events
 
 
 async def test_a_job_that_kills_its_node_is_buried_after_the_delivery_limit(
@@ -17,9 +17,8 @@ async def test_a_job_that_kills_its_node_is_buried_after_the_delivery_limit(
     roger_rabbitmq: RabbitEndpoint,
     roger_etcd: EtcdEndpoint,
     roger_namespace: str,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     limit = "2"
     client = Client(roger_rabbitmq.amqp_url, roger_etcd.endpoints, roger_namespace, delivery_limit=2)
     async with client:

@@ -15,10 +15,10 @@ import pytest
 from roger_cluster import BrokerConnectionError, Client
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended
 
 
 async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after(
@@ -28,9 +28,9 @@ async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after
     roger_partition: str,
     roger_management: Management,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     factory = NodeFactory(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     try:
         async with Client(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace) as client:
             await client.start_partition(roger_partition, {"default": 3})
@@ -73,10 +73,10 @@ async def test_a_node_restores_its_consumers_and_prefetch_after_a_rabbitmq_resta
     roger_partition: str,
     tmp_path: Path,
 ) -> None:
+    ledger = tmp_path / "ledger"
     amqp_url = private_rabbitmq.endpoint.amqp_url
     management = Management(private_rabbitmq.endpoint.management_url)
     factory = NodeFactory(amqp_url, roger_etcd_endpoints, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     try:
         async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
             await client.start_partition(roger_partition, {"default": 4, "other": 7})

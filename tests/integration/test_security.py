@@ -14,10 +14,10 @@ from aetcd import rpc
 from roger_cluster import BrokerConnectionError, Client, ClusterError
 from roger_cluster.config import AmqpConfig, EtcdConfig, TlsFiles
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
+from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdServer, RabbitServer, free_ports
 from tests import jobs
-from tests.integration.test_partitions import rogerctl
-from tests.ledger import ended
 
 AMQP_PASSWORD = "amqp-s3cr3t-pw"
 ETCD_PASSWORD = "etcd-s3cr3t-pw"
@@ -108,6 +108,7 @@ async def test_nodes_and_clients_work_over_tls_with_etcd_auth_and_never_show_a_p
     roger_namespace: str,
     roger_partition: str,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     rabbit, amqps_port = tls_rabbitmq
     etcd, etcd_tls_port = tls_etcd
@@ -138,7 +139,6 @@ async def test_nodes_and_clients_work_over_tls_with_etcd_auth_and_never_show_a_p
     factory = NodeFactory(
         amqp_url, f"https://127.0.0.1:{etcd_tls_port}", roger_namespace, tmp_path, extra_env=environment
     )
-    ledger = tmp_path / "ledger"
     try:
         node = await factory.start(jobs="tests.jobs")
         amqp = AmqpConfig(url=amqp_url, tls=client_tls)

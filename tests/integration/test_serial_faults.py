@@ -19,10 +19,10 @@ from roger_cluster import Client, RogerError
 from roger_cluster.management import Management
 from roger_cluster.names import exec_waiting_queue_name
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.servers import EtcdEndpoint, EtcdServer, RabbitEndpoint
+from roger_cluster.testing.wait import equals
 from tests import jobs
-from tests.helpers import equals
-from tests.ledger import ended, events
 
 
 async def _waiting_queue_empty(client: Client, partition: str, key: str) -> bool:
@@ -39,11 +39,11 @@ async def test_a_keyed_enqueue_that_fails_on_etcd_leaves_no_job_behind(
     roger_partition: str,
     roger_management: Management,
     tmp_path: Path,
+    ledger: Path,
 ) -> None:
     p = roger_partition
     etcd = private_etcd.endpoint.endpoints
     factory = NodeFactory(roger_rabbitmq_url, etcd, roger_namespace, tmp_path)
-    ledger = tmp_path / "ledger"
     try:
         async with Client(roger_rabbitmq_url, etcd, roger_namespace) as client:
             await client.start_partition(p, {"default": 1})  # both connections are open now
@@ -93,9 +93,8 @@ def _runs(ledger: Path, ids: set[str]) -> list[dict[str, Any]]:
 
 
 async def test_a_holder_that_lost_its_lease_starts_no_new_job_of_the_key(
-    node_factory: NodeFactory, roger_client: Client, roger_partition: str, tmp_path: Path
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     holder, other = await node_factory.start_many(2, jobs="tests.jobs")
     # Only `holder` consumes at first, so it takes the key. Then only `other` does:
@@ -148,9 +147,8 @@ async def test_a_serialized_job_that_kills_its_node_is_buried_and_the_key_moves_
     roger_etcd: EtcdEndpoint,
     roger_namespace: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     limit = "2"
     client = Client(roger_rabbitmq.amqp_url, roger_etcd.endpoints, roger_namespace, delivery_limit=2)

@@ -11,8 +11,8 @@ from roger_cluster import Client
 from roger_cluster.cluster import keys
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import ended
 from tests import jobs
-from tests.ledger import ended
 
 KEYS = 1000
 
@@ -23,9 +23,8 @@ async def test_the_waiting_queues_of_a_thousand_idle_keys_are_deleted_and_come_b
     roger_client: Client,
     roger_partition: str,
     roger_management: Management,
-    tmp_path: Path,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
     p = roger_partition
     waiting_prefix = f"{p}-execution-waiting-"
     await node_factory.start_many(2, jobs="tests.jobs", ROGER_WAITING_QUEUE_IDLE="2")
