@@ -11,6 +11,7 @@ from pathlib import Path
 from roger_cluster import Client, errors
 from roger_cluster.cli.common import Exit, exit_code
 from roger_cluster.cluster import keys
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory
 from roger_cluster.testing.consumers import ready
 from roger_cluster.testing.rogerctl import rogerctl
@@ -82,7 +83,7 @@ async def test_commands_on_a_missing_partition_or_queue_exit_4_with_one_line(
         done = rogerctl(node_factory, *args)
         assert done.returncode == 4, (args, done.stderr)
         assert_one_readable_line(done, "nope")
-    assert await ready(roger_client, f"{p}-nope") is None
+    assert await ready(roger_client, queue_name(p, "nope")) is None
 
 
 async def test_a_job_class_missing_from_an_importable_module_is_refused_with_exit_2(
@@ -93,7 +94,7 @@ async def test_a_job_class_missing_from_an_importable_module_is_refused_with_exi
     done = rogerctl(node_factory, "job", "enqueue", p, "tests.jobs:Nope", "{}")
     assert done.returncode == 2, done.stderr
     assert_one_readable_line(done, "module tests.jobs has no Nope")
-    assert await ready(roger_client, f"{p}-default") == 0
+    assert await ready(roger_client, queue_name(p, "default")) == 0
 
 
 async def test_a_module_that_cannot_be_imported_here_is_a_warning_and_the_job_is_enqueued(
@@ -105,7 +106,7 @@ async def test_a_module_that_cannot_be_imported_here_is_a_warning_and_the_job_is
     assert done.returncode == 0, done.stderr
     assert_one_readable_line(done, "cannot import app_only_on_nodes.jobs here")
     assert len(done.stdout.strip()) == 32
-    assert await ready(roger_client, f"{p}-default") == 1
+    assert await ready(roger_client, queue_name(p, "default")) == 1
 
 
 async def test_enqueue_to_a_stopped_partition_exits_4_unless_forced(
@@ -119,11 +120,11 @@ async def test_enqueue_to_a_stopped_partition_exits_4_unless_forced(
     refused = rogerctl(node_factory, "job", "enqueue", p, *job)
     assert refused.returncode == 4, refused.stderr
     assert_one_readable_line(refused, "is not started", "--force")
-    assert await ready(roger_client, f"{p}-default") == 0
+    assert await ready(roger_client, queue_name(p, "default")) == 0
 
     forced = rogerctl(node_factory, "job", "enqueue", p, *job, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert await ready(roger_client, f"{p}-default") == 1
+    assert await ready(roger_client, queue_name(p, "default")) == 1
 
 
 async def test_job_arguments_come_from_a_file_or_stdin_when_too_big_for_a_command_line(

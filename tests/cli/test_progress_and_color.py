@@ -13,7 +13,7 @@ import sys
 from roger_cluster import Client
 from roger_cluster.codec import JobMessage
 from roger_cluster.demo import Noop
-from roger_cluster.names import buried_queue_name
+from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing import NodeFactory
 from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.wait import eventually
@@ -101,7 +101,7 @@ async def test_retry_and_purge_buried_show_progress_on_a_terminal(
     assert f"\rlooking through {p}-default.buried: 50 of 50 (100%)" in err
 
     async def back_on_the_queue() -> bool:
-        stats = await (await roger_client.broker()).stats(f"{p}-default")
+        stats = await (await roger_client.broker()).stats(queue_name(p, "default"))
         return stats is not None and stats.ready == 50
 
     await eventually(back_on_the_queue, timeout=10)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from roger_cluster import Client
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory
 from roger_cluster.testing.rogerctl import rogerctl
 
@@ -106,4 +107,4 @@ async def test_start_list_show_enqueue_in_json(
         *["QUEUE", "RABBITMQ", "QUEUE", "CONCURRENCY", "PAUSED"],
         *["READY", "UNACKED", "BURIED", "CONSUMERS", "NODES"],
     ]
-    assert human[1].split()[:8] == ["default", f"{p}-default", "3", "no", "0", "0", "0", "0"]
+    assert human[1].split()[:8] == ["default", queue_name(p, "default"), "3", "no", "0", "0", "0", "0"]

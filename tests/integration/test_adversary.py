@@ -15,7 +15,7 @@ import pytest
 
 from roger_cluster import Client, Job, RogerError
 from roger_cluster.management import Management
-from roger_cluster.names import release_queue_name
+from roger_cluster.names import queue_name, release_queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import consumers
 from roger_cluster.testing.ledger import ended, events
@@ -86,10 +86,10 @@ async def test_a_partition_stopped_while_its_jobs_retry_runs_them_once_started_a
     await roger_client.enqueue_many(flaky, p)
     await eventually(lambda: all(events(ledger, "start", j.id) for j in flaky), timeout=15)
     await roger_client.stop_partition(p)  # while the jobs wait in their retry queue
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 0), timeout=15)
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 0), timeout=15)
 
     async def back_in_their_queue() -> bool:  # dead-lettered back by RabbitMQ, nobody consumes
-        stats = await (await roger_client.broker()).stats(f"{p}-default")
+        stats = await (await roger_client.broker()).stats(queue_name(p, "default"))
         return stats is not None and stats.ready == len(flaky)
 
     await eventually(back_in_their_queue, timeout=20)

@@ -11,6 +11,7 @@ import msgpack
 
 from roger_cluster import Client, JobError
 from roger_cluster.codec import JobMessage, encode
+from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended
 from tests import jobs
@@ -99,7 +100,7 @@ async def test_garbage_is_buried_with_a_reason_and_good_jobs_still_run(
     good = []
     bodies = bad_bodies(rng, 60)
     for i, body in enumerate(bodies):
-        await broker.publish_bytes(body, f"{roger_partition}-default", odd_properties(rng))
+        await broker.publish_bytes(body, queue_name(roger_partition, "default"), odd_properties(rng))
         if i % 10 == 0:
             job = jobs.Record.create({"ledger": str(ledger)})
             good.append(job)
@@ -108,7 +109,7 @@ async def test_garbage_is_buried_with_a_reason_and_good_jobs_still_run(
     await eventually(lambda: all(ended(ledger)[j.id] == 1 for j in good), timeout=30)
 
     async def all_buried() -> bool:
-        stats = await broker.stats(f"{roger_partition}-default.buried")
+        stats = await broker.stats(buried_queue_name(roger_partition, "default"))
         return stats is not None and stats.ready == len(bodies)
 
     await eventually(all_buried, timeout=30)
@@ -129,5 +130,5 @@ async def test_arguments_over_the_size_limit_are_refused_at_enqueue(
         assert "over the limit of 1048576" in str(e)
     else:
         raise AssertionError("a job over 1 MiB was enqueued")
-    stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 0

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from roger_cluster import Client, Job
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.rogerctl import rogerctl
@@ -28,7 +29,7 @@ async def test_a_cancelled_queued_job_never_runs_and_on_cancel_fires_once(
 
     await eventually(lambda: ended(ledger)[after.id] == 1, timeout=15)
     assert [e["event"] for e in events(ledger, job_id=victim.id)] == ["on_cancel"]
-    stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 0
 
 
@@ -48,7 +49,7 @@ async def test_a_running_job_is_stopped_within_a_second_wherever_it_runs(
     await eventually(lambda: events(ledger, "on_cancel", job.id), timeout=5)
 
     async def acked() -> bool:
-        stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+        stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
         return stats is not None and stats.ready == 0
 
     await eventually(acked, timeout=5)
@@ -93,7 +94,7 @@ async def test_sigterm_lets_five_running_jobs_finish_and_leaves_etcd_at_once(
     assert await node.wait_exit(20) == 0
     assert set(ended(ledger)) == {j.id for j in batch}
     assert await roger_client.nodes() == []
-    stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 0
 
 
@@ -131,5 +132,5 @@ async def test_a_second_signal_stops_at_once_without_acking(
     await eventually(lambda: "a second SIGTERM or SIGINT stops at once" in node.log(), timeout=5)
     node.signal(signal.SIGINT)
     assert await node.wait_exit(5) == 1
-    stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 1

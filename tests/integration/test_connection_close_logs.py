@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from roger_cluster import Client
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import consumers
 from roger_cluster.testing.ledger import events
@@ -32,7 +33,7 @@ async def test_a_connection_closed_by_the_broker_during_keyed_jobs_logs_one_warn
         async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
             await client.start_partition(roger_partition, {"default": 8})
             node = await factory.start(jobs="tests.jobs")
-            name = f"{roger_partition}-default"
+            name = queue_name(roger_partition, "default")
             await eventually(lambda: consumers(client, name, 1), timeout=10)
             for seq in range(4):
                 for key in range(8):

@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import signal
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,8 +24,10 @@ from playwright.async_api import Dialog, Page, async_playwright
 
 from roger_cluster import Client
 from roger_cluster.dashboard import DashboardServer
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import events
+from roger_cluster.testing.rogerctl import start_rogerctl
 from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
 
@@ -197,7 +198,7 @@ async def test_start_retry_buried_and_stop_from_the_page(
     await page.wait_for_selector(f'{row}[data-paused="true"] td.consumers >> text="0"')
     await page.click(f"{row} button.retry-buried")
     await page.wait_for_selector(f'{row} td.buried >> text="0"')
-    stats = await (await roger_client.broker()).stats(f"{p}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(p, "default"))
     assert stats is not None and stats.ready == 1
 
     await page.click(f'.partition[data-partition="{p}"] button.stop-partition')
@@ -292,7 +293,7 @@ async def test_the_state_endpoint_shows_nodes_partitions_queues_and_rates(
     [queue] = part["queues"]
     assert (queue["name"], queue["rabbitmq_queue"], queue["concurrency"], queue["paused"]) == (
         "default",
-        f"{p}-default",
+        queue_name(p, "default"),
         3,
         True,
     )
@@ -349,18 +350,7 @@ async def test_without_the_management_api_the_state_says_unknown_instead_of_fail
 
 
 async def test_rogerctl_dashboard_serves_until_sigterm_then_exits_0(node_factory: NodeFactory) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "roger_cluster.cli.ctl",
-        "dashboard",
-        "--port",
-        "0",
-        env=node_factory.env("rogerctl"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
+    process = await start_rogerctl(node_factory, "dashboard", "--port", "0")
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()

@@ -10,7 +10,7 @@ from pathlib import Path
 from roger_cluster import Client
 from roger_cluster.errors import UnknownQueue
 from roger_cluster.management import Management
-from roger_cluster.names import control_queue_name, release_queue_name
+from roger_cluster.names import buried_queue_name, control_queue_name, queue_name, release_queue_name
 from roger_cluster.queue_contents import BuriedJob
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import consumers
@@ -29,7 +29,7 @@ async def test_a_deleted_partition_queue_is_declared_and_consumed_again_within_s
 ) -> None:
     nodes = await node_factory.start_many(2, jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 2})
-    name = f"{roger_partition}-default"
+    name = queue_name(roger_partition, "default")
     await eventually(lambda: consumers(roger_client, name, 2), timeout=15)
 
     assert await roger_management.delete_queue(name)
@@ -60,10 +60,10 @@ async def test_partition_show_lists_each_node_once_after_a_queue_was_deleted(
     nodes = await node_factory.start_many(2, jobs="tests.jobs")
     p = roger_partition
     assert rogerctl(node_factory, "partition", "start", p, "default=3").returncode == 0
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=15)
-    assert await roger_management.delete_queue(f"{p}-default")
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 2), timeout=15)
+    assert await roger_management.delete_queue(queue_name(p, "default"))
     assert rogerctl(node_factory, "partition", "start", p, "default=3").returncode == 0
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=10)
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 2), timeout=10)
 
     def shown() -> bool:
         [row] = json.loads(rogerctl(node_factory, "--json", "partition", "show", p).stdout)
@@ -111,7 +111,7 @@ async def test_a_job_to_bury_after_its_buried_queue_was_deleted_is_buried_not_ru
 ) -> None:
     await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(roger_partition, {"default": 1})
-    buried = f"{roger_partition}-default.buried"
+    buried = buried_queue_name(roger_partition, "default")
     assert await roger_management.delete_queue(buried)
 
     job = jobs.Fails.create({"ledger": str(ledger)})  # not retryable: buried at its first failure

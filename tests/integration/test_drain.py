@@ -16,8 +16,9 @@ from typing import Any
 from roger_cluster import Client
 from roger_cluster.cluster import keys
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
-from roger_cluster.testing.consumers import ready, wait_consumers
+from roger_cluster.testing.consumers import ready, start_consuming, wait_consumers
 from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.rogerctl import rogerctl, start_rogerctl
 from tests import jobs
@@ -44,10 +45,10 @@ async def test_drain_waits_for_running_jobs_then_removes_the_partition_and_list_
     roger_management: Management,
     ledger: Path,
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
-    a, b = await node_factory.start_many(2, jobs="tests.jobs")
-    await roger_client.start_partition(p, {"default": 1})
-    await wait_consumers(roger_management, queue, [(a.name, 1), (b.name, 1)])
+    p, queue = roger_partition, queue_name(roger_partition, "default")
+    a, b = await start_consuming(
+        node_factory, roger_client, roger_management, p, {"default": 1}, nodes=2, jobs="tests.jobs"
+    )
     running = [jobs.Record.create({"ledger": str(ledger), "sleep": 4}) for _ in range(2)]
     await roger_client.enqueue_many(running, p)
     await eventually(lambda: len(events(ledger, "start")) == 2, timeout=15)
@@ -85,10 +86,10 @@ async def test_a_node_that_dies_during_a_drain_does_not_block_it(
     roger_management: Management,
     ledger: Path,
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
-    a, b = await node_factory.start_many(2, jobs="tests.jobs")
-    await roger_client.start_partition(p, {"default": 1})
-    await wait_consumers(roger_management, queue, [(a.name, 1), (b.name, 1)])
+    p, queue = roger_partition, queue_name(roger_partition, "default")
+    a, b = await start_consuming(
+        node_factory, roger_client, roger_management, p, {"default": 1}, nodes=2, jobs="tests.jobs"
+    )
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 120})
     await roger_client.enqueue(job, p)
     [start] = await eventually(lambda: events(ledger, "start", job.id), timeout=15)
@@ -115,7 +116,7 @@ async def test_a_drain_that_times_out_leaves_the_partition_draining_and_start_en
     roger_management: Management,
     ledger: Path,
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
+    p, queue = roger_partition, queue_name(roger_partition, "default")
     node = await node_factory.start(jobs="tests.jobs")
     await roger_client.start_partition(p, {"default": 1})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 120})

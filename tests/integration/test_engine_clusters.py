@@ -8,6 +8,7 @@ from pathlib import Path
 
 from roger_cluster import Client, RogerError
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended
 from roger_cluster.testing.rogerctl import rogerctl
@@ -38,7 +39,7 @@ async def test_stopping_any_one_etcd_member_changes_nothing_users_see(
                 assert all(n.name in listed.stdout for n in nodes)
                 await client.start_partition(partition, {"default": 3})
 
-                async def consumed(queue: str = f"{partition}-default") -> bool:
+                async def consumed(queue: str = queue_name(partition, "default")) -> bool:
                     return len(await roger_management.consumers(queue)) == 2
 
                 await eventually(consumed, timeout=15)

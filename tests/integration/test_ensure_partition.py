@@ -10,6 +10,7 @@ from pathlib import Path
 from roger_cluster import Client
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import events
 from roger_cluster.testing.rogerctl import rogerctl
@@ -26,7 +27,7 @@ async def test_ensure_partition_leaves_an_operators_concurrency_and_drain_and_se
     p = roger_partition
     booted = {"default": 2}
     assert await roger_client.ensure_partition(p, booted) == PartitionSpec(p, booted)
-    assert await roger_management.queue(f"{p}-default") is not None  # declared before the write
+    assert await roger_management.queue(queue_name(p, "default")) is not None  # declared before the write
 
     # The operator raises the concurrency and adds a queue; the app restarts.
     assert rogerctl(node_factory, "partition", "start", p, "default=5", "other=1").returncode == 0

@@ -10,6 +10,7 @@ import msgpack
 from roger_cluster import Client, Job
 from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
+from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended, events
 from tests import jobs
@@ -80,12 +81,12 @@ async def test_a_message_naming_a_class_that_is_not_allowed_is_buried_not_run(
     for name in ["tests.jobs:NotAJob", "os:system", "roger_cluster.demo:Sleep"]:
         await roger_client.enqueue_message(JobMessage("id-" + name, name, "true", "default"), roger_partition)
     broker = await roger_client.broker()
-    await broker.publish_bytes(b"\xc1 not msgpack", f"{roger_partition}-default", {})
-    await broker.publish_bytes(msgpack.packb({"v": 1}), f"{roger_partition}-default", {})
+    await broker.publish_bytes(b"\xc1 not msgpack", queue_name(roger_partition, "default"), {})
+    await broker.publish_bytes(msgpack.packb({"v": 1}), queue_name(roger_partition, "default"), {})
 
     async def buried() -> bool:
-        info = await roger_management.queue(f"{roger_partition}-default.buried")
-        main = await roger_management.queue(f"{roger_partition}-default")
+        info = await roger_management.queue(buried_queue_name(roger_partition, "default"))
+        main = await roger_management.queue(queue_name(roger_partition, "default"))
         return info is not None and main is not None and info.messages == 5 and main.messages == 0
 
     await eventually(buried, timeout=20)

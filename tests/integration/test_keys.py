@@ -9,6 +9,7 @@ import pytest
 
 from roger_cluster import Client, DuplicateJob
 from roger_cluster.cluster.execkeys import ExecKeys
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import consumers
 from roger_cluster.testing.ledger import ended, events
@@ -42,7 +43,7 @@ async def test_of_fifty_racing_enqueues_of_one_queue_key_exactly_one_wins(
     winners = [r for r in results if isinstance(r, str)]
     assert len(winners) == 1
     assert all(isinstance(r, DuplicateJob) for r in results if not isinstance(r, str))
-    stats = await (await roger_client.broker()).stats(f"{roger_partition}-default")
+    stats = await (await roger_client.broker()).stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 1
 
 
@@ -84,7 +85,7 @@ async def test_retry_buried_takes_the_queue_key_again_and_leaves_a_job_whose_key
 
     await eventually(lambda: equals(buried_ids(), [failed.id]), timeout=15)
     await roger_client.stop_partition(p)  # nothing consumes: what is queued stays queued
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 0), timeout=10)
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 0), timeout=10)
 
     newer = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
     await roger_client.enqueue(newer, p)  # burying freed the key

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import consumers
 from roger_cluster.testing.ledger import events
@@ -111,12 +112,12 @@ async def test_retry_buried_without_ids_moves_them_all_and_leaves_unnamed_ones(
     await eventually(lambda: equals(buried_ids(), {j.id for j in failing}), timeout=20)
     await roger_client.stop_partition(roger_partition)  # nothing consumes while we move
     broker = await roger_client.broker()
-    await eventually(lambda: consumers(roger_client, f"{roger_partition}-default", 0), timeout=10)
+    await eventually(lambda: consumers(roger_client, queue_name(roger_partition, "default"), 0), timeout=10)
     assert await roger_client.retry_buried(roger_partition, "default", [failing[0].id]) == 1
     assert await buried_ids() == {failing[1].id, failing[2].id}
     assert await roger_client.retry_buried(roger_partition, "default") == 2
     assert await buried_ids() == set()
-    stats = await broker.stats(f"{roger_partition}-default")
+    stats = await broker.stats(queue_name(roger_partition, "default"))
     assert stats is not None and stats.ready == 3
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from roger_cluster import Client
 from roger_cluster.cluster import keys
 from roger_cluster.management import Management
+from roger_cluster.names import buried_queue_name, queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import prefetches, wait_prefetches
 from roger_cluster.testing.rogerctl import rogerctl
@@ -22,31 +23,31 @@ async def test_every_node_consumes_every_queue_with_prefetch_equal_to_concurrenc
 
     done = rogerctl(node_factory, "partition", "start", p, "default=10", "other=5")
     assert done.returncode == 0, done.stderr
-    await wait_prefetches(roger_management, f"{p}-default", [10, 10, 10])
-    await wait_prefetches(roger_management, f"{p}-other", [5, 5, 5])
+    await wait_prefetches(roger_management, queue_name(p, "default"), [10, 10, 10])
+    await wait_prefetches(roger_management, queue_name(p, "other"), [5, 5, 5])
 
     await node_factory.start()
-    await wait_prefetches(roger_management, f"{p}-default", [10] * 4)
-    await wait_prefetches(roger_management, f"{p}-other", [5] * 4)
+    await wait_prefetches(roger_management, queue_name(p, "default"), [10] * 4)
+    await wait_prefetches(roger_management, queue_name(p, "other"), [5] * 4)
 
     done = rogerctl(node_factory, "partition", "start", p, "default=20", "other=5")
     assert done.returncode == 0, done.stderr
-    await wait_prefetches(roger_management, f"{p}-default", [20] * 4)
-    await wait_prefetches(roger_management, f"{p}-other", [5] * 4)
+    await wait_prefetches(roger_management, queue_name(p, "default"), [20] * 4)
+    await wait_prefetches(roger_management, queue_name(p, "other"), [5] * 4)
 
     done = rogerctl(node_factory, "partition", "stop", p)
     assert done.returncode == 0, done.stderr
-    await wait_prefetches(roger_management, f"{p}-default", [])
-    await wait_prefetches(roger_management, f"{p}-other", [])
+    await wait_prefetches(roger_management, queue_name(p, "default"), [])
+    await wait_prefetches(roger_management, queue_name(p, "other"), [])
     # Stopping keeps the queues and whatever they hold.
-    assert await roger_management.queue(f"{p}-default") is not None
+    assert await roger_management.queue(queue_name(p, "default")) is not None
 
 
 async def test_queues_are_durable_quorum_queues_declared_by_partition_start(
     roger_client: Client, roger_partition: str, roger_management: Management
 ) -> None:
     await roger_client.start_partition(roger_partition, {"default": 3})
-    for name in (f"{roger_partition}-default", f"{roger_partition}-default.buried"):
+    for name in (queue_name(roger_partition, "default"), buried_queue_name(roger_partition, "default")):
         info = await roger_management.queue(name)
         assert info is not None, name
         assert info.durable
@@ -85,7 +86,7 @@ async def test_a_partition_overwritten_with_garbage_is_ignored_by_running_and_ne
     roger_management: Management,
 ) -> None:
     p = roger_partition
-    queue = f"{p}-default"
+    queue = queue_name(p, "default")
     await node_factory.start()
     await roger_client.start_partition(p, {"default": 2})
     await wait_prefetches(roger_management, queue, [2])

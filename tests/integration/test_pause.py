@@ -15,8 +15,15 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
-from roger_cluster.testing.consumers import consumers, consumers_by_node, ready, wait_consumers
+from roger_cluster.testing.consumers import (
+    consumers,
+    consumers_by_node,
+    ready,
+    start_consuming,
+    wait_consumers,
+)
 from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
@@ -34,10 +41,10 @@ async def test_pause_stops_new_starts_on_every_node_within_a_second_while_runnin
     roger_management: Management,
     ledger: Path,
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
-    nodes = await node_factory.start_many(3, jobs="tests.jobs")
-    await roger_client.start_partition(p, {"default": 2})
-    await wait_consumers(roger_management, queue, [(n.name, 2) for n in nodes])
+    p, queue = roger_partition, queue_name(roger_partition, "default")
+    nodes = await start_consuming(
+        node_factory, roger_client, roger_management, p, {"default": 2}, nodes=3, jobs="tests.jobs"
+    )
     batch = [jobs.Record.create({"ledger": str(ledger), "sleep": 0.3}) for _ in range(150)]
     await roger_client.enqueue_many(batch, p)
     names = {n.name for n in nodes}
@@ -80,8 +87,8 @@ async def test_a_node_restarted_while_a_queue_is_paused_does_not_consume_it(
     paused = rogerctl(node_factory, "queue", "pause", p, "default")
     assert paused.returncode == 0, paused.stderr
     assert "paused" in paused.stdout
-    await wait_consumers(roger_management, f"{p}-default", [])
-    await wait_consumers(roger_management, f"{p}-other", [("solo", 1)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [])
+    await wait_consumers(roger_management, queue_name(p, "other"), [("solo", 1)])
     batch = [jobs.Record.create({"ledger": str(ledger)}) for _ in range(5)]
     await roger_client.enqueue_many(batch, p)
 
@@ -89,10 +96,10 @@ async def test_a_node_restarted_while_a_queue_is_paused_does_not_consume_it(
     assert await node.wait_exit(20) == 0
     await node_factory.start("solo", jobs="tests.jobs")
     # Started means converged: the node knows the pause before its first consumer.
-    await wait_consumers(roger_management, f"{p}-other", [("solo", 1)])
-    assert await consumers_by_node(roger_management, f"{p}-default") == []
+    await wait_consumers(roger_management, queue_name(p, "other"), [("solo", 1)])
+    assert await consumers_by_node(roger_management, queue_name(p, "default")) == []
     assert events(ledger, "start") == []
-    assert await ready(roger_client, f"{p}-default") == 5
+    assert await ready(roger_client, queue_name(p, "default")) == 5
 
     listed = json.loads(rogerctl(node_factory, "--json", "partition", "list").stdout)
     assert [(s["name"], s["paused"]) for s in listed] == [(p, ["default"])]
@@ -107,7 +114,7 @@ async def test_a_node_restarted_while_a_queue_is_paused_does_not_consume_it(
 async def test_purge_empties_a_queue_and_asks_for_yes_when_not_interactive(
     node_factory: NodeFactory, roger_client: Client, roger_partition: str
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
+    p, queue = roger_partition, queue_name(roger_partition, "default")
     await roger_client.start_partition(p, {"default": 1})
     await roger_client.enqueue_many([jobs.Record.create({"ledger": "/dev/null"}) for _ in range(5)], p)
 
@@ -149,7 +156,7 @@ async def test_sigterm_bounds_the_jobs_of_a_paused_queue_by_the_shutdown_timeout
     roger_management: Management,
     ledger: Path,
 ) -> None:
-    p, queue = roger_partition, f"{roger_partition}-default"
+    p, queue = roger_partition, queue_name(roger_partition, "default")
     node = await node_factory.start(jobs="tests.jobs", ROGER_SHUTDOWN_TIMEOUT="1")
     await roger_client.start_partition(p, {"default": 1})
     job = jobs.Record.create({"ledger": str(ledger), "sleep": 120})
@@ -173,10 +180,10 @@ async def test_partition_show_says_paused_and_names_the_nodes_that_consume_it_on
     await node_factory.start("plain", jobs="tests.jobs")
     p = roger_partition
     assert rogerctl(node_factory, "partition", "start", p, "default=2", "--labels", "gpu").returncode == 0
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 2), timeout=15)
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 2), timeout=15)
     done = rogerctl(node_factory, "queue", "pause", p, "default")
     assert done.returncode == 0, done.stderr
-    await eventually(lambda: consumers(roger_client, f"{p}-default", 0), timeout=15)
+    await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 0), timeout=15)
 
     def shown() -> bool:
         [row] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from roger_cluster import Client
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import wait_consumers
 from roger_cluster.testing.ledger import ended, events
@@ -31,8 +32,8 @@ async def test_a_partition_limited_to_one_of_three_nodes_has_one_consumer_per_qu
     done = rogerctl(node_factory, "partition", "start", p, "default=3", "other=2", "--nodes", chosen.name)
     assert done.returncode == 0, done.stderr
     assert f"on nodes={chosen.name}" in done.stdout
-    await wait_consumers(roger_management, f"{p}-default", [(chosen.name, 3)])
-    await wait_consumers(roger_management, f"{p}-other", [(chosen.name, 2)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [(chosen.name, 3)])
+    await wait_consumers(roger_management, queue_name(p, "other"), [(chosen.name, 2)])
 
     batch = [jobs.Record.create({"ledger": str(ledger)}) for _ in range(12)]
     await roger_client.enqueue_many(batch, p)
@@ -47,10 +48,12 @@ async def test_a_partition_limited_to_one_of_three_nodes_has_one_consumer_per_qu
         node_factory, "partition", "start", p, "default=3", "other=2", "--nodes", f"{first.name},{third.name}"
     )
     assert moved.returncode == 0, moved.stderr
-    await wait_consumers(roger_management, f"{p}-default", [(first.name, 3), (third.name, 3)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [(first.name, 3), (third.name, 3)])
     everywhere = rogerctl(node_factory, "partition", "start", p, "default=3", "other=2")
     assert everywhere.returncode == 0, everywhere.stderr
-    await wait_consumers(roger_management, f"{p}-other", [(n.name, 2) for n in (first, chosen, third)])
+    await wait_consumers(
+        roger_management, queue_name(p, "other"), [(n.name, 2) for n in (first, chosen, third)]
+    )
 
 
 async def test_a_partition_limited_to_labels_runs_on_nodes_carrying_all_of_them(
@@ -68,13 +71,13 @@ async def test_a_partition_limited_to_labels_runs_on_nodes_carrying_all_of_them(
     assert next(line for line in human if line.startswith("gpu2")).split()[-1] == "gpu,ssd"
 
     assert rogerctl(node_factory, "partition", "start", p, "default=2", "--labels", "gpu").returncode == 0
-    await wait_consumers(roger_management, f"{p}-default", [("gpu1", 2), ("gpu2", 2)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [("gpu1", 2), ("gpu2", 2)])
     both = rogerctl(node_factory, "partition", "start", p, "default=2", "--labels", "gpu", "--labels", "ssd")
     assert both.returncode == 0, both.stderr
-    await wait_consumers(roger_management, f"{p}-default", [("gpu2", 2)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [("gpu2", 2)])
     narrowed = await roger_client.start_partition(p, {"default": 2}, nodes=["gpu1"], labels=["gpu"])
     assert (narrowed.nodes, narrowed.labels) == (("gpu1",), ("gpu",))
-    await wait_consumers(roger_management, f"{p}-default", [("gpu1", 2)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [("gpu1", 2)])
 
 
 async def test_a_nodes_concurrency_override_shows_as_its_prefetch(
@@ -85,12 +88,12 @@ async def test_a_nodes_concurrency_override_shows_as_its_prefetch(
     await node_factory.start("small", ROGER_CONCURRENCY=f"{p}.other=1,{p}.default=1")
     await node_factory.start("usual")
     await roger_client.start_partition(p, {"default": 3, "other": 2})
-    await wait_consumers(roger_management, f"{p}-default", [("big", 7), ("small", 1), ("usual", 3)])
-    await wait_consumers(roger_management, f"{p}-other", [("big", 2), ("small", 1), ("usual", 2)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [("big", 7), ("small", 1), ("usual", 3)])
+    await wait_consumers(roger_management, queue_name(p, "other"), [("big", 2), ("small", 1), ("usual", 2)])
 
     # A new partition concurrency changes the nodes without an override only.
     await roger_client.start_partition(p, {"default": 5, "other": 2})
-    await wait_consumers(roger_management, f"{p}-default", [("big", 7), ("small", 1), ("usual", 5)])
+    await wait_consumers(roger_management, queue_name(p, "default"), [("big", 7), ("small", 1), ("usual", 5)])
 
 
 async def test_bad_placement_flags_exit_2(node_factory: NodeFactory, roger_partition: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from roger_cluster import BrokerConnectionError, Client
 from roger_cluster.management import Management
+from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended
 from roger_cluster.testing.rogerctl import rogerctl
@@ -46,7 +47,7 @@ async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after
             await client.start_partition(roger_partition, {"default": 3, "late": 2})
 
             async def late_consumed() -> bool:
-                consumers = await roger_management.consumers(f"{roger_partition}-late")
+                consumers = await roger_management.consumers(queue_name(roger_partition, "late"))
                 return [c.prefetch_count for c in consumers] == [2]
 
             await eventually(late_consumed, timeout=20)
@@ -57,7 +58,7 @@ async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after
             await client.pause_queue(roger_partition, "late")
 
             async def late_paused() -> bool:
-                return await roger_management.consumers(f"{roger_partition}-late") == []
+                return await roger_management.consumers(queue_name(roger_partition, "late")) == []
 
             await eventually(late_paused, timeout=20)
             assert node.returncode is None
@@ -84,7 +85,7 @@ async def test_a_node_restores_its_consumers_and_prefetch_after_a_rabbitmq_resta
 
             async def prefetches() -> dict[str, list[int]]:
                 return {
-                    q: [c.prefetch_count for c in await management.consumers(f"{roger_partition}-{q}")]
+                    q: [c.prefetch_count for c in await management.consumers(queue_name(roger_partition, q))]
                     for q in ("default", "other")
                 }
 
@@ -128,7 +129,7 @@ async def test_enqueue_fails_fast_and_never_reports_success_while_rabbitmq_is_do
         private_rabbitmq.start()
         job = jobs.Record.create({"ledger": "/dev/null"})
         assert await client.enqueue(job, roger_partition) == job.id
-        stats = await (await client.broker()).stats(f"{roger_partition}-default")
+        stats = await (await client.broker()).stats(queue_name(roger_partition, "default"))
         assert stats is not None and stats.ready == 1  # exactly the confirmed one
 
 
