@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from .. import __version__
 from ..errors import ClusterConnectionError, ClusterError, DuplicateNode
+from ..version import __version__
 from . import identity, keys
 from .etcd import Etcd, KeyValue
 from .identity import Decision, LeaseWatch, LocalProcesses, Run, Verdict
