@@ -72,6 +72,7 @@ class Node:
         self._on_consume_ok = on_consume_ok
         self.etcd = Etcd(config.etcd)
         self.broker = Broker(config.amqp, connection_name=config.name)
+        self.broker.on_connection_lost(self._connection_lost)
         self.info = NodeInfo.here(config.name, config.labels)
         self.profile = NodeProfile(config.name, frozenset(config.labels), config.concurrency)
         self.membership = Membership(self.etcd, config.etcd.namespace, self.info, config.lease_ttl)
@@ -134,7 +135,6 @@ class Node:
         try:
             await self.etcd.connect()
             await self.broker.connect()
-            self._watch_connection()
             await self.membership.register()
         except BaseException:
             await self._close_clients()
@@ -289,15 +289,10 @@ class Node:
         self._dirty.set()
         self.map_loaded.set()
 
-    def _watch_connection(self) -> None:
-        connection = self.broker.connection
-        if connection is not None:
-            connection.close_callbacks.add(lambda _, error=None: self._connection_lost(connection, error))
-
-    def _connection_lost(self, connection: object, error: BaseException | None) -> None:
+    def _connection_lost(self, error: BaseException | None) -> None:
         """The one log line of a lost connection (the jobs it took down say no more
         than what becomes of each); then converge, which reconnects."""
-        if connection is self.broker.connection and error is not None:
+        if error is not None:
             log.warning(
                 "lost the connection to RabbitMQ (%s); reconnecting, unsettled jobs go back to their queues",
                 error,
@@ -413,6 +408,5 @@ class Node:
         self.consumers.clear()
         await self.broker.close()
         await self.broker.connect()
-        self._watch_connection()
         log.info("connected to RabbitMQ at %s", self.config.amqp.describe())
         self.chains.scan_soon()  # wakes that failed while we were cut off

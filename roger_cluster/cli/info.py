@@ -1,7 +1,7 @@
 """`rogerctl job running|queued`: what the cluster is doing now, read without changing it.
 
 `job running` asks every live node over its control queue (see
-`roger_cluster/control.py`); a node that does not answer in time is named on
+`roger_cluster/control/`); a node that does not answer in time is named on
 stderr (and under "unreachable" with `--json`), never silently left out.
 `job queued` peeks at a partition queue; its help says exactly what a peek
 does to the messages, because it is not quite nothing.

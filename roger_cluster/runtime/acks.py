@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import logging
 
-from .delivery import Delivery
+from ..broker import Delivery
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
-from ..broker import Broker
+from ..broker import Broker, Consumer, Delivery
 from ..cluster import keys
 from ..cluster.etcd import WatchEvent
 from ..cluster.execkeys import ExecKeys, Unheld, idle, orphans
@@ -36,7 +35,6 @@ from ..config import DEFAULT_WAITING_IDLE as DEFAULT_IDLE_AFTER
 from ..errors import RogerError
 from ..keyed import WAKE_JOB, park, wake
 from ..names import exec_waiting_queue_name
-from .delivery import Delivery
 from .execution import Action, Execution, Outcome
 from .release import Releaser
 
@@ -196,17 +194,19 @@ class Chain:
         self.queue = queue  # the queue of the wake: where an undecodable waiting job is buried
         self.key = key
         self.token = token
-        self._channel: Any = None
-        self._waiting: Any = None
+        self._channel: Consumer | None = None
+        self._waiting = ""  # the key's waiting queue
         self._done = False  # released the key, or found it taken by another holder
 
     async def __aenter__(self) -> Chain:
         # Declared first: a job counted in may not be published yet, and a basic.get on
         # a quorum queue still being created fails with a connection error. Declared
         # again each time: a queue deleted by hand would otherwise fail every chain of the key.
-        name = await self.chains.broker.declare_waiting(self.partition, self.key, again=True)
-        self._channel = await self.chains.broker.channel()
-        self._waiting = await self._channel.get_queue(name, ensure=False)
+        broker = self.chains.broker
+        self._waiting = await broker.declare_waiting(self.partition, self.key, again=True)
+        channel = Consumer(broker, f"execution key {self.key} of {self.partition}")
+        await channel.open()
+        self._channel = channel
         return self
 
     async def __aexit__(
@@ -214,13 +214,12 @@ class Chain:
     ) -> None:
         if error is not None and not isinstance(error, asyncio.CancelledError):
             # Its channel closed with the connection: the node says that once, not per key.
-            lost = self._channel is not None and self._channel.is_closed
+            lost = self._channel is not None and not self._channel.is_open
             (log.info if lost else log.warning)(
                 "execution key %s of %s: chain stopped (%s)", self.key, self.partition, error
             )
         if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
+            await self._channel.close()
         if not self._done:
             partition, key, token = self.partition, self.key, self.token
             self.chains.releaser.later(
@@ -233,9 +232,11 @@ class Chain:
 
     async def __anext__(self) -> Delivery:
         exec_keys, partition, key = self.chains.exec_keys, self.partition, self.key
+        channel = self._channel
+        assert channel is not None, "async with the chain first"
         empty_gets = 0
         # A closed channel: a job given back (shutdown) closed it, or the broker did.
-        while not self.chains.stopping and not self._channel.is_closed:
+        while not self.chains.stopping and channel.is_open:
             if not await exec_keys.holds(partition, key, self.token):
                 log.warning(
                     "execution key %s of %s: this node no longer holds it (its lease expired);"
@@ -245,9 +246,9 @@ class Chain:
                 )
                 self._done = True
                 break
-            message = await self._waiting.get(fail=False)
-            if message is not None:
-                return Delivery.from_message(message, alone=True)
+            delivery = await channel.get(self._waiting, alone=True)
+            if delivery is not None:
+                return delivery
             if await exec_keys.release_if_idle(partition, key, self.token):
                 self._done = True
                 break

@@ -1,8 +1,9 @@
 """One consumer of one partition queue on this node: the AMQP side of execution.
 
-Each consumer has its own channel, so a channel error on one queue cannot stop
-the others, and its prefetch is the queue's concurrency: RabbitMQ shows one
-consumer per node per queue with that prefetch. Each delivery goes through the
+Each consumer has its own channel (a `broker.Consumer`), so a channel error
+on one queue cannot stop the others, and its prefetch is the queue's
+concurrency: RabbitMQ shows one consumer per node per queue with that
+prefetch. Each delivery goes through the
 node's `Pipeline`, which settles it once its job is done; a node that dies
 before that leaves the message unacked and RabbitMQ gives it to another node.
 
@@ -23,13 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiormq.abc
-from aio_pika.abc import AbstractChannel
-
-from ..broker import REDECLARE_DELAY, Broker, on_consumer_cancelled
+from ..broker import REDECLARE_DELAY, Broker, Consumer, Delivery, RawDelivery
 from ..names import queue_name
 from .acks import Acker
-from .delivery import Delivery
 from .execution import Outcome
 from .pipeline import Pipeline
 from .slots import Slots
@@ -62,7 +59,7 @@ class QueueConsumer:
         self.concurrency = concurrency
         self.slots = Slots(concurrency)
         self._on_consume_ok = on_consume_ok
-        self._channel: AbstractChannel | None = None
+        self._channel: Consumer | None = None
         self._acker = Acker(max_batch=_batch(concurrency))
         self._tag: str | None = None
         self._on_lost: Callable[[], None] | None = None
@@ -77,16 +74,19 @@ class QueueConsumer:
     @property
     def is_open(self) -> bool:
         """Whether the consumer's channel is open (consuming or not)."""
-        return self._channel is not None and not self._channel.is_closed
+        return self._channel is not None and self._channel.is_open
 
     async def start(self) -> None:
         """Open a channel with prefetch = concurrency and start consuming."""
-        channel = self._channel = await self.broker.channel(prefetch=self.concurrency)
+        channel = Consumer(self.broker, f"queue {self.name}")
+        channel.on_cancelled(lambda tag: self._cancelled_by_broker(channel, tag))
+        channel.on_closed(lambda error: self._closed(channel, error))
+        self._channel = channel
         self._acker = Acker(max_batch=_batch(self.concurrency))
-        await on_consumer_cancelled(channel, lambda tag: self._cancelled_by_broker(channel, tag))
+        await channel.open(prefetch=self.concurrency)
         await self._consume()
 
-    def _cancelled_by_broker(self, channel: AbstractChannel, tag: str) -> None:
+    def _cancelled_by_broker(self, channel: Consumer, tag: str) -> None:
         if channel is not self._channel or tag != self._tag:
             return  # an older channel, or a consumer we cancelled ourselves
         self._tag, self._lost_tag = None, tag
@@ -118,12 +118,10 @@ class QueueConsumer:
 
     async def _consume(self, tag: str | None = None) -> None:
         assert self._channel is not None
-        # Below aio-pika on purpose: see runtime/delivery.py.
-        channel = await self._channel.get_underlay_channel()
-        ok = await channel.basic_consume(
-            self.name, self._on_delivery, arguments=self._consume_arguments(), consumer_tag=tag
+        self._tag = await self._channel.consume(
+            self.name, self._on_delivery, arguments=self._consume_arguments(), tag=tag
         )
-        self._tag, self._lost_tag = ok.consumer_tag, None
+        self._lost_tag = None
         log.info(
             "consuming %s with prefetch %d (consume-ok at %.6f)",
             self.name,
@@ -145,22 +143,20 @@ class QueueConsumer:
         """Call `callback` when the channel closes for any reason but our own close(),
         and when RabbitMQ cancels the consumer (see `resume`)."""
         self._on_lost = callback
-        channel = self._channel
 
-        def closed(_: object, error: BaseException | None = None) -> None:
-            if self._channel is channel:
-                if error is not None and "acknowledgement" in str(error):
-                    log.error(
-                        "RabbitMQ closed the channel of %s: a job outlived its consumer_timeout (%s);"
-                        " its message was requeued. Set max_execution_time on long jobs or raise"
-                        " consumer_timeout in rabbitmq.conf",
-                        self.name,
-                        error,
-                    )
-                callback()
-
-        if channel is not None:
-            channel.close_callbacks.add(closed)
+    def _closed(self, channel: Consumer, error: BaseException | None) -> None:
+        if self._channel is not channel:
+            return
+        if error is not None and "acknowledgement" in str(error):
+            log.error(
+                "RabbitMQ closed the channel of %s: a job outlived its consumer_timeout (%s);"
+                " its message was requeued. Set max_execution_time on long jobs or raise"
+                " consumer_timeout in rabbitmq.conf",
+                self.name,
+                error,
+            )
+        if self._on_lost is not None:
+            self._on_lost()
 
     async def set_concurrency(self, concurrency: int) -> None:
         """Apply a new concurrency: new prefetch for a new consumer on the same channel.
@@ -183,13 +179,12 @@ class QueueConsumer:
         self._acker.max_batch = _batch(concurrency)
         await self.slots.resize(concurrency)
         if self._channel is not None:
-            await self._channel.set_qos(prefetch_count=concurrency)
+            await self._channel.set_prefetch(concurrency)
 
     async def _cancel(self) -> None:
         tag, self._tag = self._tag, None
-        if tag is not None and self._channel is not None and not self._channel.is_closed:
-            channel = await self._channel.get_underlay_channel()
-            await channel.basic_cancel(tag)
+        if tag is not None and self._channel is not None:
+            await self._channel.cancel(tag)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, let running ones finish (up to `timeout`), close.
@@ -218,21 +213,18 @@ class QueueConsumer:
 
     async def close(self) -> None:
         """Close the channel now (acking what finished); unacked deliveries go back to the queue."""
-        if self._channel is not None and not self._channel.is_closed:
+        if self._channel is not None and self._channel.is_open:
             try:
                 await self._acker.flush()
             except Exception as e:  # the connection went first: those deliveries go back
                 log.debug("acking the finished jobs of %s: %s", self.name, e)
         channel, self._channel = self._channel, None
         self._tag = None
-        if channel is not None and not channel.is_closed:
-            try:
-                await channel.close()
-            except Exception as e:  # closing a broken channel is best effort
-                log.debug("closing channel of %s: %s", self.name, e)
+        if channel is not None:
+            await channel.close()
 
-    async def _on_delivery(self, raw: aiormq.abc.DeliveredMessage) -> None:
-        delivery = Delivery.from_raw(raw)
+    async def _on_delivery(self, raw: RawDelivery) -> None:
+        delivery = Delivery.from_raw(raw)  # here, not in the broker: see broker/consuming.py
         acker = self._acker  # the acker of the channel it came on, even if the channel is replaced
         acker.track(delivery)
         await self.slots.acquire()

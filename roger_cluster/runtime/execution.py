@@ -14,9 +14,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..broker import Delivery
 from ..codec import JobMessage
 from ..job import Job
-from .delivery import Delivery
 
 
 class Action(enum.Enum):

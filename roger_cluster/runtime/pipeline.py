@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..broker import Delivery
 from ..codec import decode
 from ..errors import DecodeError, RogerError
 from ..keyed import WAKE_JOB
 from .acks import Acker
 from .chains import Chain, Chains
-from .delivery import Delivery
 from .execution import DONE, Action, Execution, Outcome
 from .settle import Settler
 from .worker import Worker, refused

@@ -18,16 +18,13 @@ settle, by a `Releaser`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from ..broker import REDECLARE_DELAY, Broker, on_consumer_cancelled
+from ..broker import Broker, Delivery, KeptConsumer, RawDelivery
 from ..cluster.etcd import Etcd
 from ..cluster.queuekeys import release as release_queue_key
 from ..codec import CONTENT_TYPE
@@ -148,105 +145,49 @@ class ReleaseQueue:
     """Consumes the namespace's release queue: queue-key releases that nodes could not do.
 
     Each is acked once etcd took it; a node that stops or dies leaves its
-    unacked releases to the other nodes. `start()` is idempotent: the node
-    calls it whenever it converges, as for its control queue. If the queue is
-    deleted (by hand), RabbitMQ cancels the consumer: `start()` then declares
-    the queue again and consumes it on the same channel, so the releases under
-    way finish instead of being dropped with the channel.
+    unacked releases to the other nodes. The queue is a `broker.KeptConsumer`,
+    like the node's control queue: `start()` is idempotent, the node calls it
+    whenever it converges, and if the queue is deleted (by hand) it is declared
+    again and consumed on the same channel, so the releases under way finish
+    instead of being dropped with the channel.
     """
 
     def __init__(self, broker: Broker, etcd: Etcd, namespace: str) -> None:
-        self.broker = broker
         self.etcd = etcd
         self.namespace = namespace
         self.queue_name = release_queue_name(namespace)
-        self._channel: AbstractChannel | None = None
-        self._on_closed: Callable[[], None] | None = None
+        self._kept = KeptConsumer(
+            broker,
+            self.queue_name,
+            self._on_release,
+            {"x-queue-type": broker.config.queue_type},
+            prefetch=RELEASE_PREFETCH,
+        )
         self._working: set[asyncio.Task[Any]] = set()
-        self._cancelled_at: float | None = None  # when RabbitMQ cancelled our consumer
 
     @property
     def is_alive(self) -> bool:
         """Whether the release queue is being consumed."""
-        return self._cancelled_at is None and self._open
-
-    @property
-    def _open(self) -> bool:
-        return self._channel is not None and not self._channel.is_closed
+        return self._kept.is_alive
 
     def on_closed(self, callback: Callable[[], None]) -> None:
-        """Call `callback` when the channel closes for any reason but our own close()."""
-        self._on_closed = callback
+        """Call `callback` when the consumer is lost: its channel closed, or RabbitMQ cancelled it."""
+        self._kept.on_lost(callback)
 
     async def start(self) -> None:
-        """Declare the release queue and consume it, unless already doing so."""
-        if self.is_alive:
-            return
-        if self._open and self._cancelled_at is not None:
-            await self._consume_again()
-            return
-        await self.close()
-        channel = await self.broker.channel(prefetch=RELEASE_PREFETCH)
-        try:
-            await self._consume(channel)
-            await on_consumer_cancelled(channel, lambda _: self._cancelled(channel))
-        except Exception as e:
-            with contextlib.suppress(Exception):
-                await channel.close()
-            raise RogerError(f"cannot consume release queue {self.queue_name}: {e}") from e
-        self._channel = channel
-        self._cancelled_at = None
-        channel.close_callbacks.add(self._closed)
-
-    async def _consume(self, channel: AbstractChannel, check: bool = False) -> None:
-        queue = await channel.declare_queue(
-            self.queue_name, durable=True, arguments={"x-queue-type": self.broker.config.queue_type}
-        )
-        if check:
-            await self.broker.check_consumable(self.queue_name)
-        await queue.consume(self._on_release)
-
-    async def _consume_again(self) -> None:
-        """Declare the deleted queue again and consume it on the same channel, once
-        RabbitMQ is done deleting it (see `broker.REDECLARE_DELAY`)."""
-        assert self._channel is not None and self._cancelled_at is not None
-        await asyncio.sleep(max(0.0, self._cancelled_at + REDECLARE_DELAY - time.monotonic()))
-        try:
-            await self._consume(self._channel, check=True)
-        except RogerError:
-            raise
-        except Exception as e:
-            raise RogerError(f"cannot consume release queue {self.queue_name} again: {e}") from e
-        self._cancelled_at = None
-
-    def _cancelled(self, channel: AbstractChannel) -> None:
-        if channel is self._channel and self._cancelled_at is None:
-            log.warning(
-                "RabbitMQ cancelled the consumer of %s (the queue was deleted?); declaring it again",
-                self.queue_name,
-            )
-            self._cancelled_at = time.monotonic()
-            if self._on_closed is not None:
-                self._on_closed()
-
-    def _closed(self, channel: object, *_: object) -> None:
-        if channel is self._channel:
-            self._channel = None
-            if self._on_closed is not None:
-                self._on_closed()
+        """Declare the release queue and consume it, unless already doing so. Raises BrokerError."""
+        await self._kept.start()
 
     async def close(self) -> None:
         """Stop consuming; unacked releases go back to the queue."""
         for task in list(self._working):
             task.cancel()
         await asyncio.gather(*self._working, return_exceptions=True)
-        channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        await self._kept.close()
 
-    async def _on_release(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
+    async def _on_release(self, raw: RawDelivery) -> None:
+        message = Delivery.from_raw(raw)
+        task = asyncio.current_task()  # aiormq's task for this delivery
         if task is not None:
             self._working.add(task)
         try:
