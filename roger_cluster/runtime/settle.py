@@ -1,6 +1,8 @@
-"""Settling an execution: the one place a delivery is acked, requeued, retried or buried.
+"""Settling an execution: the one place a job's delivery is acked, requeued, retried or buried.
 
-For the partition queues' consumers and the execution-key chains alike. A
+For the partition queues' consumers and the execution-key chains alike
+(`acks.py` only sends, batched, the acks decided here; the only other acks
+in the runtime are of the release queue's messages, which are not jobs). A
 republish (retry, bury) is confirmed before the ack, so a crash in between
 can duplicate a job but never lose it. Keys are freed only after the
 delivery was settled, by `release.py`, so etcd being unreachable can delay a
