@@ -130,12 +130,9 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
 
 
 async def drop_queues(broker: Broker, partition: str) -> None:
-    channel = await broker.channel()
     names = (queue_name(partition, QUEUE), buried_queue_name(partition, QUEUE), release_queue_name(partition))
     for name in names:
-        await channel.queue_delete(name)
-    await channel.close()
-    await channel.close()
+        await broker.delete_queue(name)
 
 
 def main() -> int:
