@@ -16,7 +16,7 @@ the form `RabbitEndpoint.management_url` uses; without userinfo, guest/guest.
 
 The management API serves statistics that its agent aggregates once per the
 finest sample-retention granularity (5 s by default, 1 s on the test brokers
-`servers.py` starts): a new consumer or message count shows up up to that much
+`testing/rabbitmq.py` starts): a new consumer or message count shows up up to that much
 later, so tests poll with `eventually`, never assert once.
 """
 

@@ -6,31 +6,25 @@ be reached or refused the request, or a wait ran out; 2 bad usage or bad input
 queue); 5 an entry in etcd does not decode; 130 interrupted. Every error is one
 line on stderr, `rogerctl: ...`.
 
-`job enqueue` refuses what cannot run: a class missing from a module rogerctl
-can import (2), a partition not in the map or a queue it does not have (4,
-unless `--force`). A module it cannot import is only a warning: the app's code
-may live on the nodes alone.
+The commands live beside their subject: `nodes`, `partition` and `doctor`
+here, `queue` in `queues.py`, `job` in `jobs.py` and `info.py`, `dashboard`
+in `dashboard.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
 
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
 from ..cluster.partitions import PartitionSpec
-from ..codec import JobMessage
-from ..errors import ConfigError, InvalidEntry, RogerError, UnknownPartition, UnknownQueue
-from ..job import Job, new_job_id
-from ..names import buried_queue_name, check_concurrency, check_partition, check_queue
+from ..errors import ConfigError, InvalidEntry, RogerError
+from ..names import check_concurrency, check_partition, check_queue
 from . import color, completion, tree
 from .common import (
     Exit,
@@ -45,7 +39,8 @@ from .common import (
     split_list,
 )
 from .dashboard import add_dashboard_command
-from .info import PARTITION_SHOW_HEADERS, add_job_info_commands, queue_row
+from .info import PARTITION_SHOW_HEADERS, queue_row
+from .jobs import add_job_commands
 from .output import Output
 from .progress import Progress
 from .queues import add_queue_commands
@@ -71,54 +66,6 @@ def parse_queues(items: list[str]) -> dict[str, int]:
             ) from None
         queues[queue] = check_concurrency(queue, number)
     return queues
-
-
-def json_args(text: str) -> Any:
-    """ARGS_JSON: JSON text, `@FILE` (a file holding it) or `-` (stdin), for arguments
-    too big for a command line; ConfigError if unreadable or not JSON."""
-    source = "job arguments"
-    if text == "-":
-        try:
-            text, source = sys.stdin.read(), "job arguments on stdin"
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read job arguments from stdin: {e}") from None
-    elif text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as f:
-                text, source = f.read(), f"job arguments in {text[1:]}"
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read job arguments from {text[1:]!r}: {e}") from None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{source} are not valid JSON: {e}") from None
-
-
-def job_message(path: str, args: Any, queue: str | None, warn: Callable[[str], None]) -> JobMessage:
-    """The message for `rogerctl job enqueue`, from the class if its module can be imported here.
-
-    A module that imports but has no such Job class is refused (ConfigError): every
-    node would bury the job on arrival. A module that cannot be imported here is
-    `warn`ed about and the message names the class as given: the app's code may
-    live on the nodes only, and they check it against their allowlist.
-    """
-    module_name, sep, class_name = path.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ConfigError(f"job class {path!r} must look like module.path:ClassName")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # whatever the module raises while importing
-        warn(
-            f"cannot import {module_name} here ({type(e).__name__}: {e}); enqueued without checking"
-            f" {class_name}: the nodes check it against their --jobs"
-        )
-        return JobMessage(new_job_id(), path, args, check_queue(queue or Job.queue))
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ConfigError(f"module {module_name} has no {class_name}; nothing enqueued")
-    if not (isinstance(cls, type) and issubclass(cls, Job)):
-        raise ConfigError(f"{path} is not a roger_cluster Job subclass")
-    return JobMessage.from_job(cls.create(args), queue)
 
 
 async def cmd_nodes(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -213,33 +160,6 @@ async def cmd_partition_show(client: Client, args: argparse.Namespace, out: Outp
     out.table(PARTITION_SHOW_HEADERS, [queue_row(q) for q in info.queues], [asdict(q) for q in info.queues])
 
 
-async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output) -> None:
-    partition = check_partition(args.partition)
-    message = job_message(args.job, json_args(args.args), args.queue, out.warn)
-    if not args.force:
-        await _check_target(client, partition, message.queue, out)
-    await client.enqueue_message(message, partition)
-    out.message(message.id, {"id": message.id, "partition": args.partition, "queue": message.queue})
-
-
-async def _check_target(client: Client, partition: str, queue: str, out: Output) -> None:
-    """Refuse a job no node would take: its partition is stopped or lacks its queue."""
-    try:
-        spec = await client.partition_spec(partition)
-    except UnknownPartition:
-        raise UnknownPartition(
-            f"partition {partition!r} is not started: no node would take the job;"
-            " nothing enqueued (--force enqueues it anyway)"
-        ) from None
-    if queue not in spec.queues:
-        raise UnknownQueue(
-            f"partition {partition!r} has no queue {queue!r} (it has {', '.join(spec.queues)});"
-            " nothing enqueued (--force enqueues it anyway)"
-        )
-    if spec.draining:
-        out.warn(f"partition {partition} is draining: no node takes its jobs until it is started again")
-
-
 async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> int:
     findings = await client.doctor()
     if findings or out.json_mode:
@@ -251,52 +171,6 @@ async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> i
     else:
         out.message("nothing ignored: every partition and pause in etcd is usable", [])
     return Exit.INVALID_STATE if any(f.ignored for f in findings) else Exit.OK
-
-
-async def cmd_job_cancel(client: Client, args: argparse.Namespace, out: Output) -> None:
-    await client.cancel(check_partition(args.partition), args.job_id)
-    out.message(f"cancellation of job {args.job_id} requested", {"id": args.job_id, "cancelled": True})
-
-
-async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
-    jobs = await client.buried(check_partition(args.partition), check_queue(args.queue), args.limit)
-    out.table(
-        ["ID", "CLASS", "FAILED", "NODE", "REASON"],
-        [
-            [j.id, j.job, out.time(j.failed_at) if j.failed_at else None, j.node, _one_line(j.reason)]
-            for j in jobs
-        ],
-        [vars(j) for j in jobs],
-    )
-
-
-async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
-    ids = args.job_ids or None
-    partition, queue = check_partition(args.partition), check_queue(args.queue)
-    held: list[dict[str, str]] = []
-
-    def key_held(job_id: str, key: str) -> None:
-        held.append({"id": job_id, "key": key})
-
-    with Progress(f"looking through {buried_queue_name(partition, queue)}") as progress:
-        moved = await client.retry_buried(partition, queue, ids, on_progress=progress, on_key_held=key_held)
-    for h in held:  # after the progress line is gone
-        why = f"another queued job holds its queue key {h['key']!r}"
-        print(f"job {h['id']} stays buried: {why}", file=sys.stderr)
-    out.message(f"{moved} buried job(s) back on the queue", {"moved": moved, "kept_buried": held})
-
-
-async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
-    partition, queue = check_partition(args.partition), check_queue(args.queue)
-    with Progress("") as progress:
-        progress.show(f"purging {buried_queue_name(partition, queue)}...")  # one AMQP purge: no steps
-        purged = await client.purge_buried(partition, queue)
-    out.message(f"{purged} buried job(s) deleted", {"purged": purged})
-
-
-def _one_line(text: str, width: int = 80) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -385,46 +259,7 @@ def parser() -> argparse.ArgumentParser:
     show.set_defaults(run=cmd_partition_show)
 
     add_queue_commands(commands)
-
-    job = commands.add_parser("job", help="enqueue, cancel, inspect and retry jobs")
-    jcmds = job.add_subparsers(dest="action", required=True, metavar="ACTION")
-    enqueue = jcmds.add_parser("enqueue", help="enqueue a job; prints its id")
-    enqueue.add_argument("partition", metavar="PARTITION", help="partition name")
-    enqueue.add_argument("job", metavar="MODULE:CLASS", help="the job class, e.g. myapp.jobs:SendMail")
-    enqueue.add_argument(
-        "args",
-        nargs="?",
-        default="null",
-        metavar="ARGS_JSON",
-        help="its arguments as JSON (default null); @FILE reads them from a file, - from stdin",
-    )
-    enqueue.add_argument("--queue", help="queue of the partition (default: the job class's)")
-    enqueue.add_argument(
-        "--force",
-        action="store_true",
-        help="enqueue even if the partition is not started or has no such queue in the map"
-        " (the job waits in its RabbitMQ queue, which must exist)",
-    )
-    enqueue.set_defaults(run=cmd_job_enqueue)
-    cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("partition", metavar="PARTITION", help="partition name")
-    cancel.add_argument("job_id", metavar="JOB_ID", help="the id enqueue printed")
-    cancel.set_defaults(run=cmd_job_cancel)
-    buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
-    buried.add_argument("partition", metavar="PARTITION", help="partition name")
-    buried.add_argument("queue", metavar="QUEUE", help="queue of the partition")
-    buried.add_argument("--limit", type=int, default=100, help="at most this many (default %(default)s)")
-    buried.set_defaults(run=cmd_job_buried)
-    retry = jcmds.add_parser("retry-buried", help="put buried jobs (all, or the ids given) back")
-    retry.add_argument("partition", metavar="PARTITION", help="partition name")
-    retry.add_argument("queue", metavar="QUEUE", help="queue of the partition")
-    retry.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="only these jobs (default: all)")
-    retry.set_defaults(run=cmd_job_retry_buried)
-    purge = jcmds.add_parser("purge-buried", help="delete every buried job of a queue")
-    purge.add_argument("partition", metavar="PARTITION", help="partition name")
-    purge.add_argument("queue", metavar="QUEUE", help="queue of the partition")
-    purge.set_defaults(run=cmd_job_purge_buried)
-    add_job_info_commands(jcmds)
+    add_job_commands(commands)
 
     doctor = commands.add_parser(
         "doctor",
