@@ -1,4 +1,4 @@
-"""The job pipeline: the one way every delivery goes, from a queue to its settlement.
+"""The job pipeline: the one way every job delivery goes, from a queue to its settlement.
 
     delivery -> decode once -> not a job / delivered too often? -> bury
              -> keyed and not run under its key? -> chains.admit (park, or take the key)
@@ -7,8 +7,11 @@
 Deliveries of the partition queues (`consumer.py`) and of the execution-key
 waiting queues (a `Chain`, run here) take the same steps, so a poison job
 is buried, and a finished job settled and its keys freed, the same way
-whichever queue it came from. Nothing here raises past `handle`: a consumer
-never crashes and never loops on a message.
+whichever queue it came from. Job code cannot make `handle` raise: the
+worker turns whatever a job raises into an outcome, and RabbitMQ or etcd
+refusing is settled or retried here. A fault of the runtime itself that
+escapes `handle` leaves the delivery unacked: RabbitMQ delivers it again
+when its channel closes, and the delivery limit buries it if it keeps failing.
 """
 
 from __future__ import annotations
