@@ -1,7 +1,8 @@
 """Finding etcd and RabbitMQ for a test session, in a fixed order.
 
-Why it exists: the product's tests are real (docs/testing.md): they talk to a real etcd and a real RabbitMQ, nothing is mocked or skipped.
-The session fixtures take the first of:
+Why it exists: the product's tests are real (docs/testing.md): they talk
+to a real etcd and a real RabbitMQ, nothing is mocked or skipped. The
+session fixtures take the first of:
 
 1. endpoints given in the environment (`ROGER_TEST_ETCD`; `ROGER_TEST_AMQP_URL`
    with `ROGER_TEST_MANAGEMENT_URL`): used as they are, never stopped;
