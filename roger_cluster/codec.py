@@ -28,7 +28,10 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "retry_count": int,
     "enqueued_at": (int, float),
 }
-_OPTIONAL_STR = ("queue_key", "execution_key")
+_OPTIONAL_STR = ("queue_key", "execution_key", "schedule", "firing")
+# Written only when set, so a message without them reads the same to a node of
+# an earlier release (which refuses fields it does not know).
+_ONLY_WHEN_SET = ("scheduled_at", "schedule", "firing")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,13 @@ class JobMessage:
     execution_key: str | None = None
     retry_count: int = 0
     enqueued_at: float = 0.0
+    # When the job was meant to run: the due time of a delayed job, or the tick a
+    # schedule fired it for (Unix time).
+    scheduled_at: float | None = None
+    schedule: str | None = None  # the schedule that fired it
+    # Which publish of a schedule's tick this is: the tick's etcd record names the one
+    # copy that may run, so a tick fired again after its first firer died runs once.
+    firing: str | None = None
 
     @classmethod
     def from_job(cls, job: Job, queue: str | None = None) -> JobMessage:
@@ -67,6 +77,9 @@ def encode(message: JobMessage, max_bytes: int | None = None) -> bytes:
     """Serialize `message`; JobError if its args cannot be sent or are too big."""
     # Shallow on purpose: asdict() would deep-copy the args only for msgpack to read them.
     fields = {name: getattr(message, name) for name in _FIELDS}
+    for name in _ONLY_WHEN_SET:
+        if fields[name] is None:
+            del fields[name]
     fields["v"] = FORMAT_VERSION
     try:
         body: bytes = msgpack.packb(fields, use_bin_type=True, datetime=False)
@@ -94,6 +107,9 @@ def decode(body: bytes) -> JobMessage:
     for name in _OPTIONAL_STR:
         if fields.get(name) is not None and not isinstance(fields[name], str):
             raise DecodeError(f"field {name!r} must be a string or nil")
+    at = fields.get("scheduled_at")
+    if at is not None and (not isinstance(at, (int, float)) or isinstance(at, bool)):
+        raise DecodeError("field 'scheduled_at' must be a number or nil")
     if "args" not in fields:
         raise DecodeError("field 'args' is missing")
     unknown = fields.keys() - _ALLOWED

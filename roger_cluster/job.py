@@ -37,6 +37,10 @@ class JobContext:
     # For jobs with an execution key: the lock's etcd revision. Pass it to the
     # systems the job writes to, so they can refuse an older holder's writes.
     fencing_token: int | None = None
+    # When the job was meant to run (Unix time): the due time of a delayed job, or
+    # the tick a schedule fired it for; None for a job enqueued to run at once.
+    scheduled_at: float | None = None
+    schedule: str | None = None  # the name of the schedule that fired it, if one did
 
 
 class Job:

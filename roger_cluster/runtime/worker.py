@@ -123,7 +123,14 @@ class Worker:
             return refused(str(e), self.node)
         job = ex.job = job_class(message.args, job_id=message.id)
         job.context = JobContext(
-            ex.partition, message.queue, self.node, message.retry_count, message.enqueued_at, ex.token
+            ex.partition,
+            message.queue,
+            self.node,
+            message.retry_count,
+            message.enqueued_at,
+            ex.token,
+            message.scheduled_at,
+            message.schedule,
         )
         return None
 

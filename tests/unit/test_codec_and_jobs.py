@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -140,3 +141,37 @@ async def test_slots_never_exceed_capacity_and_can_shrink_and_grow() -> None:
     assert peak == 5
     await slots.wait_idle()
     assert slots.in_use == 0
+
+
+def test_schedule_fields_are_written_only_when_set() -> None:
+    plain = JobMessage(id="a", job="m:C", args=None, queue="q")
+    assert set(msgpack.unpackb(encode(plain))) == {
+        "v",
+        "id",
+        "job",
+        "args",
+        "queue",
+        "queue_key",
+        "execution_key",
+        "retry_count",
+        "enqueued_at",
+    }
+    fired = replace(plain, scheduled_at=1.5, schedule="nightly", firing="f1")
+    assert decode(encode(fired)) == fired
+
+
+def test_scheduled_at_must_be_a_number() -> None:
+    body = msgpack.packb(
+        {
+            "v": FORMAT_VERSION,
+            "id": "a",
+            "job": "m:C",
+            "queue": "q",
+            "args": None,
+            "retry_count": 0,
+            "enqueued_at": 1.0,
+            "scheduled_at": "soon",
+        }
+    )
+    with pytest.raises(DecodeError, match="scheduled_at"):
+        decode(body)

@@ -58,6 +58,9 @@ def test_random_bytes_decode_to_a_message_or_a_decode_error(body: bytes) -> None
                 "enqueued_at",
                 "queue_key",
                 "execution_key",
+                "scheduled_at",
+                "schedule",
+                "firing",
                 "x",
             ]
         ),
