@@ -56,6 +56,17 @@ def check_job_id(job_id: str) -> str:
     return _check("job id", job_id, _NODE_NAME, "letters, digits and _ . @ -")
 
 
+MAX_SCHEDULE_LENGTH = 80  # its ticks' job ids add 17 characters: `.20261224T090000Z`
+
+
+def check_schedule(name: str) -> str:
+    """Return `name` if it is a valid schedule name (letters, digits and _)."""
+    _check("schedule", name, _NAME, "letters, digits and _")
+    if len(name) > MAX_SCHEDULE_LENGTH:
+        raise ConfigError(f"schedule name {name[:20]!r}… is longer than {MAX_SCHEDULE_LENGTH} characters")
+    return name
+
+
 def key_id(key: str) -> str:
     """A job's queue or execution key as it appears in etcd keys and queue names.
 
