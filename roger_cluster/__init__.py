@@ -28,10 +28,12 @@ from .errors import (
     UnknownJob,
     UnknownPartition,
     UnknownQueue,
+    UnknownSchedule,
     UnroutableJob,
 )
 from .job import Job, JobRegistry
 from .node import Node
+from .schedules import Schedule
 
 __all__ = [
     # the API
@@ -39,6 +41,7 @@ __all__ = [
     "Job",
     "JobRegistry",
     "Node",
+    "Schedule",
     # configuration
     "AmqpConfig",
     "EtcdConfig",
@@ -61,6 +64,7 @@ __all__ = [
     "DuplicateNode",
     "UnknownPartition",
     "UnknownQueue",
+    "UnknownSchedule",
     "DrainTimeout",
     "DrainAbandoned",
     "__version__",

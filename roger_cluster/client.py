@@ -52,6 +52,8 @@ from .names import check_partition, check_queue
 from .overview import NodeConsumer, PartitionInfo, QueueInfo, Reader, node_consumers, placed
 from .placement import NodeProfile, runs_on
 from .queue_contents import BuriedJob, QueueContents, QueuedJob
+from .schedule_admin import ScheduleInfo, Schedules
+from .schedules import Schedule
 
 # Names moved to enqueue.py, overview.py and queue_contents.py stay importable from here.
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "PartitionInfo",
     "QueueInfo",
     "QueuedJob",
+    "ScheduleInfo",
     "node_consumers",
     "placed",
 ]
@@ -100,6 +103,7 @@ class Client:
         vhost = unquote(urlsplit(first_broker).path[1:]) or "/"
         self._enqueuer = Enqueuer(self.broker, self.etcd, self.etcd_config.namespace)
         self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
+        self._schedules = Schedules(self.etcd, self.etcd_config.namespace, self.enqueue_message)
         self._reader = Reader(Management.for_amqp(first_broker, management_url), vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
@@ -412,6 +416,35 @@ class Client:
         return await self._contents.purge_buried(partition, queue)
 
     # nodes
+
+    async def put_schedule(self, schedule: Schedule) -> Schedule:
+        """Create or replace a recurring schedule; every node fires from it at once.
+        Returns it as stored (`created_at` set: no tick before it fires)."""
+        return await self._schedules.put(schedule)
+
+    async def get_schedule(self, name: str) -> ScheduleInfo:
+        """A schedule, its next fire time and what fired last; UnknownSchedule if none."""
+        return await self._schedules.get(name)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule with its next fire time, last tick fired and by which node."""
+        return await self._schedules.list()
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop firing a schedule (its ticks meanwhile are skipped, never caught up)."""
+        return await self._schedules.set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Fire a paused schedule again, from its next tick."""
+        return await self._schedules.set_paused(name, False)
+
+    async def remove_schedule(self, name: str) -> None:
+        """Delete a schedule; queued jobs of its ticks are dropped unrun."""
+        await self._schedules.remove(name)
+
+    async def run_schedule_now(self, name: str) -> str:
+        """Enqueue a schedule's job once, now, beside its ticks; returns the job id."""
+        return await self._schedules.run_now(name)
 
     async def nodes(self) -> Sequence[NodeInfo]:
         """The live nodes, sorted by name."""

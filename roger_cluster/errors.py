@@ -73,6 +73,10 @@ class UnknownQueue(UnknownPartition):
     """The partition has no such queue: not in its map entry, or not in RabbitMQ."""
 
 
+class UnknownSchedule(ClusterError):
+    """No schedule of that name is stored."""
+
+
 class Compacted(ClusterError):
     """The watch start revision was compacted away: re-read, then watch again."""
 

@@ -1,9 +1,10 @@
 """Prometheus metrics of one node, in a registry of its own.
 
 Counters by partition and queue for every way a job can end, a duration
-histogram, and gauges read when scraped (running jobs, consumers, connection
-state). Label children are cached, so counting a job costs a dict lookup and
-an increment, not a label resolution.
+histogram, counters per schedule (ticks fired, misfired, duplicates dropped),
+and gauges read when scraped (running jobs, consumers, connection state).
+Label children are cached, so counting a job costs a dict lookup and an
+increment, not a label resolution.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800),
         )  # fmt: skip
         self._children: dict[tuple[str, str, str], MetricWrapperBase] = {}
+        self._schedule = {
+            "fired": Counter(
+                "roger_schedule_firings", "Ticks this node fired, per schedule.", ("schedule",),
+                registry=self.registry,
+            ),
+            "misfired": Counter(
+                "roger_schedule_misfires",
+                "Ticks this node skipped when it claimed (missed while down, or over a cap), per schedule.",
+                ("schedule",), registry=self.registry,
+            ),
+            "duplicate": Counter(
+                "roger_schedule_duplicates",
+                "Second copies of a tick's job this node dropped unrun, per schedule.",
+                ("schedule",), registry=self.registry,
+            ),
+        }  # fmt: skip
 
     def _child(self, name: str, metric: MetricWrapperBase, partition: str, queue: str) -> MetricWrapperBase:
         key = (name, partition, queue)
@@ -54,6 +71,11 @@ class Metrics:
         self._child(ending, self._ended[ending], partition, queue).inc()  # type: ignore[attr-defined]
         if seconds is not None:
             self._child("duration", self._duration, partition, queue).observe(seconds)  # type: ignore[attr-defined]
+
+    def schedule(self, schedule: str, what: str, count: int = 1) -> None:
+        """Count ticks of a schedule: `fired`, `misfired` or `duplicate`."""
+        if count:
+            self._schedule[what].labels(schedule).inc(count)
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A value read at each scrape."""

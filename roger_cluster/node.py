@@ -38,7 +38,9 @@ from .runtime.consumer import QueueConsumer
 from .runtime.pipeline import Pipeline
 from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
+from .runtime.ticks import TickGate
 from .runtime.worker import Stop, Worker
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,8 @@ class Node:
         self._worker: Worker | None = None
         self._pipeline: Pipeline | None = None
         self.control: ControlServer | None = None  # answers `rogerctl job running`
+        self.ticks = TickGate(self.etcd, config.etcd.namespace, config.name)  # a tick's job runs once
+        self.scheduler: Scheduler | None = None  # fires the schedules' ticks
 
     def _lease_id(self) -> int:
         return self.membership.lease_id
@@ -127,7 +131,12 @@ class Node:
             registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
         )
         settler = Settler(self.broker, self.exec_keys, self.releaser)
-        self._pipeline = Pipeline(self._worker, settler, self.chains, self.config.amqp.delivery_limit)
+        self._pipeline = Pipeline(
+            self._worker, settler, self.chains, self.config.amqp.delivery_limit, self.ticks
+        )
+        self.scheduler = Scheduler(
+            self.etcd, self.broker, self.config.etcd.namespace, self.name, self.info.instance, registry
+        )
         self.control = ControlServer(
             self.broker, self.config.etcd.namespace, self.name, worker_handlers(self._worker)
         )
@@ -156,6 +165,7 @@ class Node:
                 self._guarded(follow_paused(self.etcd, self.config.etcd.namespace, self._on_paused)),
                 name="paused-queues",
             ),
+            asyncio.create_task(self._guarded(self.scheduler.run()), name="schedules"),
         ]
         await self._wait_converged()
         if self.config.http is not None:
@@ -182,6 +192,9 @@ class Node:
             lambda: self.membership.etcd_reachable,
         )
         worker.metrics = metrics
+        self.ticks.metrics = metrics
+        if self.scheduler is not None:
+            self.scheduler.metrics = metrics
         self._http = HealthServer(host, port, metrics, self.readiness)
         await self._http.start()
 

@@ -19,9 +19,12 @@ Daylight saving, as croniter does it plus one rule of ours:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
+from .codec import JobMessage
 from .errors import ConfigError
+from .job import Job
 from .names import check_partition, check_queue, check_schedule
 
 CATCH_UP = ("none", "latest", "all")
@@ -144,7 +149,7 @@ class Schedule:
     @property
     def start(self) -> int:
         """Ticks before this second never fire (the schedule did not exist yet)."""
-        return int(self.created_at)
+        return math.ceil(self.created_at)
 
     def describe(self) -> str:
         """`cron "…" (tz)` or `every Ns`, for listings."""
@@ -277,3 +282,31 @@ def due(schedule: Schedule, last: int | None, now: float) -> Due:
     if now - latest <= grace:
         return Due((latest,), total - 1)
     return Due((), total)
+
+
+def rank(node: str, name: str, tick: int, nodes: Iterable[str]) -> int:
+    """This node's place (0 first) among `nodes` for firing `tick` of schedule `name`:
+    rendezvous hashing, so every node agrees without talking and a dead node's
+    ticks spread over the others."""
+    key = f"{name}/{tick}"
+
+    def weight(n: str) -> bytes:
+        return hashlib.sha256(f"{n}\0{key}".encode()).digest()
+
+    mine = weight(node)
+    return sum(1 for n in set(nodes) if n != node and weight(n) > mine)
+
+
+def tick_message(
+    schedule: Schedule, job_class: type[Job] | None, job_id: str, tick: int | None, firing: str | None
+) -> JobMessage:
+    """The job message a schedule fires: for a tick (`tick`, `firing` set), or at once
+    (`run-now`: both None). `job_class` is None when this process cannot run the class:
+    the message then goes to `schedule.queue` (or `default`) without keys, and a node
+    that cannot run it either buries it as unknown."""
+    if job_class is not None:
+        message = JobMessage.from_job(job_class(schedule.args, job_id=job_id), schedule.queue)
+    else:
+        queue = schedule.queue or "default"
+        message = JobMessage(job_id, schedule.job, schedule.args, queue, enqueued_at=time.time())
+    return replace(message, scheduled_at=tick, schedule=schedule.name, firing=firing)

@@ -288,3 +288,12 @@ def _first_run(marker: str) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+class Ticked(Job):
+    """Records the tick its schedule fired it for (`scheduled_at`) and the schedule."""
+
+    async def perform(self, args: Any) -> None:
+        context = self.context
+        assert context is not None
+        mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)

@@ -26,6 +26,7 @@ from ..errors import (
     JobError,
     RogerError,
     UnknownPartition,
+    UnknownSchedule,
     UnroutableJob,
 )
 from . import logs, tree
@@ -48,7 +49,7 @@ class Exit(IntEnum):
 ERROR_EXITS: tuple[tuple[type[RogerError] | tuple[type[RogerError], ...], Exit], ...] = (
     (InvalidEntry, Exit.INVALID_STATE),
     ((DuplicateJob, DuplicateNode), Exit.CONFLICT),
-    ((UnknownPartition, UnroutableJob), Exit.NOT_FOUND),
+    ((UnknownPartition, UnknownSchedule, UnroutableJob), Exit.NOT_FOUND),
     ((ConfigError, JobError, DecodeError), Exit.USAGE),
 )
 

@@ -6,7 +6,7 @@ The layout is documented in `docs/etcd-keys.md`.
 
 from __future__ import annotations
 
-from ..names import check_job_id, check_node, check_partition, check_queue, key_id
+from ..names import check_job_id, check_node, check_partition, check_queue, check_schedule, key_id
 
 
 def _root(namespace: str) -> str:
@@ -86,6 +86,37 @@ def drained_prefix(namespace: str, partition: str) -> str:
 def drained(namespace: str, partition: str, node: str) -> str:
     """Written by a node, under its lease, once it runs no job of a draining partition."""
     return drained_prefix(namespace, partition) + check_node(node)
+
+
+def schedules_prefix(namespace: str) -> str:
+    """Prefix of the recurring schedules."""
+    return f"{_root(namespace)}/schedules/"
+
+
+def schedule(namespace: str, name: str) -> str:
+    """One recurring schedule: what it fires, when, and whether it is paused."""
+    return schedules_prefix(namespace) + check_schedule(name)
+
+
+def schedule_states_prefix(namespace: str) -> str:
+    """Prefix of the schedules' states."""
+    return f"{_root(namespace)}/schedule-state/"
+
+
+def schedule_state(namespace: str, name: str) -> str:
+    """A schedule's last claimed tick, who claimed it, and its counters."""
+    return schedule_states_prefix(namespace) + check_schedule(name)
+
+
+def schedule_ticks_prefix(namespace: str, name: str | None = None) -> str:
+    """Prefix of the tick records (of one schedule, given its name)."""
+    root = f"{_root(namespace)}/schedule-ticks/"
+    return root if name is None else f"{root}{check_schedule(name)}/"
+
+
+def schedule_tick(namespace: str, name: str, tick_label: str) -> str:
+    """One claimed tick whose job has not finished: which copy of it may run."""
+    return schedule_ticks_prefix(namespace, name) + tick_label
 
 
 def name_of(prefix: str, key: str) -> str:

@@ -1,6 +1,7 @@
 """The job pipeline: the one way every job delivery goes, from a queue to its settlement.
 
     delivery -> decode once -> not a job / delivered too often? -> bury
+             -> a schedule's tick and not the copy its record names? -> ack unrun (ticks.py)
              -> keyed and not run under its key? -> chains.admit (park, or take the key)
              -> worker.run -> Outcome -> settler.settle (ack, requeue, retry, bury; then keys)
 
@@ -27,6 +28,7 @@ from .acks import Acker
 from .chains import Chain, Chains
 from .execution import DONE, Action, Execution, Outcome
 from .settle import Settler
+from .ticks import TickGate
 from .worker import Worker, refused
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,16 @@ PARK_AGAIN_DELAY = 5
 class Pipeline:
     """Runs deliveries of one node through decode, keys, the worker and the settler."""
 
-    def __init__(self, worker: Worker, settler: Settler, chains: Chains, delivery_limit: int) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        settler: Settler,
+        chains: Chains,
+        delivery_limit: int,
+        ticks: TickGate | None = None,
+    ) -> None:
         self.worker = worker
+        self.ticks = ticks
         self.settler = settler
         self.chains = chains
         # Deliveries of one message before it is buried as poison; 0: no limit.
@@ -60,6 +70,10 @@ class Pipeline:
             return rejected
         message = ex.message
         assert message is not None
+        if message.firing is not None and self.ticks is not None:
+            unrun = await self.ticks.admit(ex)
+            if unrun is not None:
+                return unrun
         if message.execution_key is not None and not ex.chained:
             return await self._admit(ex)
         return await self.worker.run(ex)

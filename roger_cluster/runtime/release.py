@@ -10,6 +10,11 @@ settle, by a `Releaser`:
   and acks only once etcd took the release. So a node killed during an etcd
   outage leaves no queue key held for ever. Releases are idempotent: a key
   is deleted only while it still names the job.
+- its schedule tick's record (`cluster/schedules.py`), the same way: at once,
+  else through the release queue, in a version 2 body (version 1 bodies,
+  queue keys, are unchanged; a node of an earlier release drops a version 2
+  body with an error log, leaving a started record that only counts
+  against its schedule's cap until the schedule is removed).
 - its place in an execution key's count and the key's lock: tried at once,
   then again in the background. A lock goes with the node's lease anyway,
   and a count left too high is reset by the key's next holder.
@@ -27,6 +32,7 @@ import msgpack
 from ..broker import Broker, Delivery, KeptConsumer, RawDelivery
 from ..cluster.etcd import Etcd
 from ..cluster.queuekeys import release as release_queue_key
+from ..cluster.schedules import release_tick
 from ..codec import CONTENT_TYPE
 from ..errors import DecodeError, RogerError
 from ..names import release_queue_name
@@ -34,7 +40,8 @@ from ..names import release_queue_name
 log = logging.getLogger(__name__)
 
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-RELEASE_VERSION = 1
+RELEASE_VERSION = 1  # a queue key
+TICK_RELEASE_VERSION = 2  # a schedule's tick record
 RELEASE_PREFETCH = 20
 
 Release = Callable[[], Awaitable[object]]
@@ -47,18 +54,49 @@ def encode_release(partition: str, key: str, job_id: str) -> bytes:
     return body
 
 
+def encode_tick_release(schedule: str, tick: int, firing: str) -> bytes:
+    """A tick record's release as the release queue carries it."""
+    fields = {"v": TICK_RELEASE_VERSION, "schedule": schedule, "tick": tick, "firing": firing}
+    body: bytes = msgpack.packb(fields, use_bin_type=True)
+    return body
+
+
 def decode_release(body: bytes) -> tuple[str, str, str]:
-    """(partition, key, job id) of a release; DecodeError if it is not one."""
-    try:
-        fields = msgpack.unpackb(body, raw=False)
-    except Exception as e:  # msgpack raises several unrelated types on garbage
-        raise DecodeError(f"release is not valid msgpack: {e}") from e
-    if not isinstance(fields, dict) or fields.get("v") != RELEASE_VERSION:
-        raise DecodeError(f"release is not a version {RELEASE_VERSION} map")
+    """(partition, key, job id) of a queue-key release; DecodeError if it is not one."""
+    fields = _release_fields(body, RELEASE_VERSION)
     values = fields.get("partition"), fields.get("key"), fields.get("job")
     if not all(isinstance(v, str) and v for v in values):
         raise DecodeError("release needs string 'partition', 'key' and 'job'")
     return values  # type: ignore[return-value]
+
+
+def decode_tick_release(body: bytes) -> tuple[str, int, str]:
+    """(schedule, tick, firing) of a tick record's release; DecodeError if it is not one."""
+    fields = _release_fields(body, TICK_RELEASE_VERSION)
+    schedule, tick, firing = fields.get("schedule"), fields.get("tick"), fields.get("firing")
+    if not (isinstance(schedule, str) and isinstance(firing, str) and isinstance(tick, int)):
+        raise DecodeError("tick release needs string 'schedule' and 'firing' and integer 'tick'")
+    return schedule, tick, firing
+
+
+def _release_fields(body: bytes, version: int) -> dict[str, Any]:
+    try:
+        fields = msgpack.unpackb(body, raw=False)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise DecodeError(f"release is not valid msgpack: {e}") from e
+    if not isinstance(fields, dict) or fields.get("v") != version:
+        raise DecodeError(f"release is not a version {version} map")
+    return fields
+
+
+def release_version(body: bytes) -> int | None:
+    """The version of a release body, None if it has none."""
+    try:
+        fields = msgpack.unpackb(body, raw=False)
+    except Exception:  # msgpack raises several unrelated types on garbage
+        return None
+    version = fields.get("v") if isinstance(fields, dict) else None
+    return version if isinstance(version, int) else None
 
 
 async def until_done(what: str, release: Release) -> None:
@@ -124,6 +162,26 @@ class Releaser:
                 what, lambda: release_queue_key(self.etcd, self.namespace, partition, key, job_id)
             )
 
+    def tick(self, schedule: str, tick: int, firing: str) -> None:
+        """Delete a finished tick's record: now, else through the release queue."""
+        self._spawn(self._tick(schedule, tick, firing))
+
+    async def _tick(self, schedule: str, tick: int, firing: str) -> None:
+        what = f"release tick {tick} of schedule {schedule}"
+        try:
+            await release_tick(self.etcd, self.namespace, schedule, tick, firing)
+            return
+        except RogerError as e:
+            log.warning("could not %s (%s); handing it to the release queue", what, e)
+        body = encode_tick_release(schedule, tick, firing)
+        try:
+            await self.broker.publish_bytes(
+                body, release_queue_name(self.namespace), {"content_type": CONTENT_TYPE}
+            )
+        except RogerError as e:  # RabbitMQ refused too: keep it in memory
+            log.warning("could not hand the %s to the release queue (%s)", what, e)
+            await until_done(what, lambda: release_tick(self.etcd, self.namespace, schedule, tick, firing))
+
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._pending.add(task)
@@ -185,6 +243,20 @@ class ReleaseQueue:
         await asyncio.gather(*self._working, return_exceptions=True)
         await self._kept.close()
 
+    def _release_of(self, body: bytes) -> tuple[str, Release]:
+        """What a release body asks, and the call that does it; DecodeError if none."""
+        if release_version(body) == TICK_RELEASE_VERSION:
+            schedule, tick, firing = decode_tick_release(body)
+            return (
+                f"release tick {tick} of schedule {schedule}",
+                lambda: release_tick(self.etcd, self.namespace, schedule, tick, firing),
+            )
+        partition, key, job_id = decode_release(body)
+        return (
+            f"release queue key {key} of job {job_id} in {partition}",
+            lambda: release_queue_key(self.etcd, self.namespace, partition, key, job_id),
+        )
+
     async def _on_release(self, raw: RawDelivery) -> None:
         message = Delivery.from_raw(raw)
         task = asyncio.current_task()  # aiormq's task for this delivery
@@ -192,15 +264,12 @@ class ReleaseQueue:
             self._working.add(task)
         try:
             try:
-                partition, key, job_id = decode_release(message.body)
+                what, release = self._release_of(message.body)
             except DecodeError as e:
                 log.error("dropping a message of %s that is not a release: %s", self.queue_name, e)
                 await message.ack()
                 return
-            await until_done(
-                f"release queue key {key} of job {job_id} in {partition}",
-                lambda: release_queue_key(self.etcd, self.namespace, partition, key, job_id),
-            )
+            await until_done(what, release)
             await message.ack()
         except asyncio.CancelledError:
             raise

@@ -22,6 +22,7 @@ from ..cluster.execkeys import ExecKeys
 from .acks import Acker
 from .execution import Action, Execution, Outcome
 from .release import Releaser
+from .ticks import DEFERRED, DUPLICATE
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ class Settler:
                 f"count off job {message.id} of execution key {key}",
                 lambda: self.exec_keys.finish_one(ex.partition, key),
             )
+        if outcome.ending in (DUPLICATE, DEFERRED):
+            return  # a copy dropped unrun holds nothing; its id's keys are the other copy's
         left = outcome.action is not Action.RETRY and outcome.ending != "parked"  # gone for good
         if message.queue_key is not None and left:
             self.releaser.queue_key(ex.partition, message.queue_key, message.id)
+        if message.firing is not None and message.schedule is not None and left:
+            tick = int(message.scheduled_at or 0)
+            self.releaser.tick(message.schedule, tick, message.firing)
