@@ -11,10 +11,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from roger_cluster import Client, Schedule
+from roger_cluster.cluster import keys
+from roger_cluster.cluster.schedules import ScheduleState, TickRecord
+from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
-from roger_cluster.schedules import tick_job_id
-from roger_cluster.testing import NodeFactory, eventually, start_consuming
+from roger_cluster.schedules import LAG, tick_job_id, tick_label
+from roger_cluster.testing import NodeFactory, NodeProcess, eventually, start_consuming
 from roger_cluster.testing.ledger import events
 
 TICKED = "tests.jobs:Ticked"
@@ -65,3 +70,118 @@ async def test_a_schedule_fires_every_tick_once_while_a_node_is_killed_and_anoth
     assert {e["id"] for e in events(ledger, "end")} == {tick_job_id("beat", t) for t in run}
     info = await roger_client.get_schedule("beat")
     assert info.paused and info.fired >= end - start + 1
+
+
+async def write(client: Client, key: str, value: bytes) -> None:
+    etcd = await client.etcd()
+    await etcd.put(key, value)
+
+
+def dropped(nodes: list[NodeProcess]) -> int:
+    """How many copies of ticks the nodes dropped unrun (they log each)."""
+    return sum(n.log().count("dropping job") for n in nodes)
+
+
+async def test_a_tick_claimed_by_a_node_that_died_before_publishing_is_fired_once_by_another(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    nodes = await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 2},
+        nodes=2, jobs="tests.jobs",
+    )  # fmt: skip
+    beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=60, paused=True)
+    await roger_client.put_schedule(beat)
+    tick = (int(time.time()) // 60 - 1) * 60  # a tick a dead node claimed, and died
+    ns = roger_client.namespace
+    await write(roger_client, keys.schedule_state(ns, "beat"), ScheduleState(tick, "ghost").encode())
+    record = TickRecord("never-published", "ghost", "gone")
+    await write(roger_client, keys.schedule_tick(ns, "beat", tick_label(tick)), record.encode())
+
+    await eventually(lambda: ticks_run(ledger)[tick] == 1, timeout=15, message="the dead node's tick ran")
+    [end] = events(ledger, "end")
+    assert end["id"] == tick_job_id("beat", tick)
+
+    async def released() -> bool:
+        etcd = await roger_client.etcd()
+        return await etcd.get(keys.schedule_tick(ns, "beat", tick_label(tick))) is None
+
+    await eventually(released, timeout=10, message="the tick record is deleted once its job finished")
+    # The copy the dead node may have published after all arrives late: it never runs.
+    late = JobMessage(
+        tick_job_id("beat", tick), TICKED, {"ledger": str(ledger)}, "default",
+        scheduled_at=tick, schedule="beat", firing="never-published",
+    )  # fmt: skip
+    await roger_client.enqueue_message(late, roger_partition)
+    await eventually(lambda: dropped(nodes) == 1, timeout=15)
+    assert ticks_run(ledger) == Counter({tick: 1})
+
+
+async def test_of_two_copies_of_a_tick_only_the_one_its_record_names_runs(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    [node] = await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 2}, jobs="tests.jobs"
+    )
+    beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=60, paused=True)
+    await roger_client.put_schedule(beat)
+    tick = (int(time.time()) // 60 - 1) * 60
+    [live] = [n for n in await roger_client.nodes() if n.name == node.name]
+    ns = roger_client.namespace
+    record = TickRecord("the-one", live.name, live.instance)  # a live claimer: nobody takes it over
+    await write(roger_client, keys.schedule_tick(ns, "beat", tick_label(tick)), record.encode())
+
+    def copy(firing: str) -> JobMessage:
+        return JobMessage(
+            tick_job_id("beat", tick), TICKED, {"ledger": str(ledger)}, "default",
+            scheduled_at=tick, schedule="beat", firing=firing,
+        )  # fmt: skip
+
+    await roger_client.enqueue_message(copy("another"), roger_partition)
+    await eventually(lambda: dropped([node]) == 1, timeout=15)
+    assert ticks_run(ledger) == Counter()
+    await roger_client.enqueue_message(copy("the-one"), roger_partition)
+    await eventually(lambda: ticks_run(ledger)[tick] == 1, timeout=15)
+    await roger_client.enqueue_message(copy("the-one"), roger_partition)  # after it finished
+    await eventually(lambda: dropped([node]) == 2, timeout=15)
+    assert ticks_run(ledger) == Counter({tick: 1})
+
+
+@pytest.mark.parametrize("catch_up", ["none", "latest", "all"])
+async def test_ticks_missed_while_the_whole_cluster_was_down_follow_the_catch_up_policy(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+    catch_up: str,
+) -> None:
+    [node] = await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 4}, jobs="tests.jobs"
+    )
+    beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=1, catch_up=catch_up)
+    await roger_client.put_schedule(beat)
+    await eventually(lambda: len(ticks_run(ledger)) >= 2, timeout=15)
+    node.kill()
+    down = time.time()
+    # Down longer than the lag a running cluster may have (schedules.LAG): ticks are missed.
+    await eventually(lambda: time.time() > down + LAG + 3, timeout=LAG + 10, interval=0.2)
+    up = time.time()
+    await node_factory.start(jobs="tests.jobs")
+    await eventually(lambda: max(ticks_run(ledger)) >= up + 4, timeout=20)
+    run = ticks_run(ledger)
+    assert all(n == 1 for n in run.values()), run
+    gap = range(math.ceil(down) + 1, math.floor(up))
+    state = await roger_client.get_schedule("beat")
+    if catch_up == "all":
+        assert [t for t in gap if run[t] != 1] == []
+    else:
+        assert [t for t in gap if run[t]] == []
+        assert state.misfired >= len(gap)
