@@ -40,7 +40,7 @@ class Exit(IntEnum):
     FAILED = 1  # a server cannot be reached or refused the request; a wait ran out (drain --timeout)
     USAGE = 2  # bad usage or bad input (a name, JSON, a job class that is not there): nothing changed
     CONFLICT = 3  # a duplicate: a queue key another job holds; a node name a live node holds
-    NOT_FOUND = 4  # no such partition or queue (in the map, or in RabbitMQ)
+    NOT_FOUND = 4  # no such partition, queue (in the map, or in RabbitMQ) or schedule
     INVALID_STATE = 5  # an entry in etcd does not decode (nodes ignore it; `rogerctl doctor`)
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 

@@ -3,12 +3,12 @@
 Exit codes are one table, `common.Exit` (docs/cli.md): 0 ok; 1 a server cannot
 be reached or refused the request, or a wait ran out; 2 bad usage or bad input
 (nothing was changed); 3 conflict (a duplicate job); 4 not found (partition,
-queue); 5 an entry in etcd does not decode; 130 interrupted. Every error is one
+queue, schedule); 5 an entry in etcd does not decode; 130 interrupted. Every error is one
 line on stderr, `rogerctl: ...`.
 
 The commands live beside their subject: `nodes`, `partition` and `doctor`
-here, `queue` in `queues.py`, `job` in `jobs.py` and `info.py`, `dashboard`
-in `dashboard.py`.
+here, `queue` in `queues.py`, `job` in `jobs.py` and `info.py`, `schedule`
+in `schedules.py`, `dashboard` in `dashboard.py`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .jobs import add_job_commands
 from .output import Output
 from .progress import Progress
 from .queues import add_queue_commands
+from .schedules import add_schedule_commands
 
 Command = Callable[[Client, argparse.Namespace, Output], Awaitable[int | None]]
 
@@ -260,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_queue_commands(commands)
     add_job_commands(commands)
+    add_schedule_commands(commands)
 
     doctor = commands.add_parser(
         "doctor",

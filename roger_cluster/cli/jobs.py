@@ -92,12 +92,21 @@ def json_args(text: str) -> Any:
 
 
 def job_message(path: str, args: Any, queue: str | None, warn: Callable[[str], None]) -> JobMessage:
-    """The message for `rogerctl job enqueue`, from the class if its module can be imported here.
+    """The message for `rogerctl job enqueue`, from the class if its module can be imported here
+    (see `job_class`)."""
+    cls = job_class(path, warn, "enqueued")
+    if cls is None:
+        return JobMessage(new_job_id(), path, args, check_queue(queue or Job.queue))
+    return JobMessage.from_job(cls.create(args), queue)
+
+
+def job_class(path: str, warn: Callable[[str], None], done: str) -> type[Job] | None:
+    """The Job class `path` names, if its module can be imported here, else None.
 
     A module that imports but has no such Job class is refused (ConfigError): every
-    node would bury the job on arrival. A module that cannot be imported here is
-    `warn`ed about and the message names the class as given: the app's code may
-    live on the nodes only, and they check it against their allowlist.
+    node would bury its jobs on arrival. A module that cannot be imported here is
+    `warn`ed about (the thing is `done` without checking the class): the app's code
+    may live on the nodes only, and they check it against their allowlist.
     """
     module_name, sep, class_name = path.partition(":")
     if not sep or not module_name or not class_name:
@@ -106,16 +115,16 @@ def job_message(path: str, args: Any, queue: str | None, warn: Callable[[str], N
         module = importlib.import_module(module_name)
     except Exception as e:  # whatever the module raises while importing
         warn(
-            f"cannot import {module_name} here ({type(e).__name__}: {e}); enqueued without checking"
+            f"cannot import {module_name} here ({type(e).__name__}: {e}); {done} without checking"
             f" {class_name}: the nodes check it against their --jobs"
         )
-        return JobMessage(new_job_id(), path, args, check_queue(queue or Job.queue))
+        return None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise ConfigError(f"module {module_name} has no {class_name}; nothing enqueued")
+        raise ConfigError(f"module {module_name} has no {class_name}; nothing {done}")
     if not (isinstance(cls, type) and issubclass(cls, Job)):
         raise ConfigError(f"{path} is not a roger_cluster Job subclass")
-    return JobMessage.from_job(cls.create(args), queue)
+    return cls
 
 
 async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output) -> None:

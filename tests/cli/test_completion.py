@@ -89,7 +89,7 @@ def test_bash_completes_commands_flags_and_choices(
 
 def test_an_empty_word_offers_the_subcommands_then_the_flags(bash_script: Path) -> None:
     offered = complete(bash_script, "rogerctl", "")
-    commands = ["nodes", "partition", "queue", "job", "doctor", "dashboard", "completion"]
+    commands = ["nodes", "partition", "queue", "job", "schedule", "doctor", "dashboard", "completion"]
     assert offered[: len(commands)] == commands
     assert {"--json", "--color", "--etcd", "--amqp-url"} <= set(offered[len(commands) :])
     assert all(w.startswith("-") for w in offered[len(commands) :])
