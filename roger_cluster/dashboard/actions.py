@@ -10,10 +10,12 @@
 | `retry_buried` | `{"partition", "queue", "job_ids"?}` | `Client.retry_buried` |
 | `start_partition` | `{"partition", "queues": {"q": n}, "nodes"?, "labels"?}` | `Client.set_partition` |
 | `stop_partition` | `{"partition", "drain"?, "timeout"?}` | `Client.stop_partition` |
+| `pause_schedule` | `{"schedule"}` | `Client.pause_schedule` |
+| `resume_schedule` | `{"schedule"}` | `Client.resume_schedule` |
 
 Every field is checked here before anything is written, with the same name
 rules as rogerctl, so bad input is a 400 naming the field and changes
-nothing; a partition or queue that does not exist is a 404.
+nothing; a partition, queue or schedule that does not exist is a 404.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..client import Client
 from ..cluster.partitions import PartitionSpec
 from ..errors import UnknownPartition
 from ..http import HttpError
-from ..names import check_concurrency, check_job_id, check_partition, check_queue
+from ..names import check_concurrency, check_job_id, check_partition, check_queue, check_schedule
 
 Body = dict[str, object]
 Action = Callable[[Client, Body], Awaitable[dict[str, Any]]]
@@ -133,6 +135,18 @@ async def stop_partition(client: Client, body: Body) -> dict[str, Any]:
     return {"partition": partition, "stopped": True, "drained": drain}
 
 
+async def pause_schedule(client: Client, body: Body) -> dict[str, Any]:
+    name = check_schedule(_field(body, "schedule", str))
+    await client.pause_schedule(name)
+    return {"schedule": name, "paused": True}
+
+
+async def resume_schedule(client: Client, body: Body) -> dict[str, Any]:
+    name = check_schedule(_field(body, "schedule", str))
+    await client.resume_schedule(name)
+    return {"schedule": name, "paused": False}
+
+
 ACTIONS: dict[str, Action] = {
     "pause": pause,
     "resume": resume,
@@ -140,4 +154,6 @@ ACTIONS: dict[str, Action] = {
     "retry_buried": retry_buried,
     "start_partition": start_partition,
     "stop_partition": stop_partition,
+    "pause_schedule": pause_schedule,
+    "resume_schedule": resume_schedule,
 }

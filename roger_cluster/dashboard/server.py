@@ -12,7 +12,7 @@ granted) and an `Origin` header, if sent, must name this server; while bound
 to loopback, the `Host` header must name loopback too (no DNS rebinding).
 
 No response ever carries a traceback: errors are `{"error": "..."}` with
-400 (bad input), 404 (no such partition or queue), 409, 503 (RabbitMQ or
+400 (bad input), 404 (no such partition, queue or schedule), 409, 503 (RabbitMQ or
 etcd unreachable), 504 (a drain ran out of time) or 500; the details of an
 unexpected one go to the log.
 """
@@ -35,6 +35,7 @@ from ..errors import (
     JobError,
     RogerError,
     UnknownPartition,
+    UnknownSchedule,
     UnroutableJob,
 )
 from ..http import HttpError, HttpServer, Request, Response
@@ -52,6 +53,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConfigError, 400),
     (JobError, 400),
     (UnknownPartition, 404),
+    (UnknownSchedule, 404),
     (UnroutableJob, 404),
     (DrainTimeout, 504),
     (DrainAbandoned, 409),

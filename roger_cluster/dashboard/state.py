@@ -1,7 +1,7 @@
 """What the dashboard shows: one JSON snapshot of the cluster, built from the Client.
 
 The page polls it about once a second. Building it asks etcd (nodes, map,
-paused queues), every node (running jobs, over its control queue) and the
+paused queues, schedules and their states), every node (running jobs, over its control queue) and the
 management API (every queue's counts, consumers and rates, one request each
 whatever the number of partitions: `Client.overview`, which reads each queue
 over AMQP instead when the API cannot be reached). `Snapshots` builds at most
@@ -28,6 +28,7 @@ from ..errors import RogerError
 from ..management import QueueRates
 from ..overview import PartitionInfo, partition_info
 from ..placement import NodeProfile, runs_on
+from ..schedule_admin import ScheduleInfo
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ async def snapshot(client: Client) -> Json:
     problems: list[str] = []
     nodes = await client.nodes()  # etcd unreachable: nothing useful to show, let it fail
     specs = await client.partitions()
+    schedules = await client.schedules()
     infos, running, rates = await asyncio.gather(
         _partition_infos(client, specs, problems),
         _running(client, problems),
@@ -70,6 +72,25 @@ async def snapshot(client: Client) -> Json:
             for n in nodes
         ],
         "partitions": [_partition(spec, infos.get(spec.name), rates) for spec in specs],
+        "schedules": [_schedule(info) for info in schedules],
+    }
+
+
+def _schedule(info: ScheduleInfo) -> Json:
+    """A schedule's entry: what it fires, when next, what fired last and where."""
+    s = info.schedule
+    return {
+        "name": s.name,
+        "partition": s.partition,
+        "job": s.job,
+        "when": s.describe(),
+        "paused": s.paused,
+        "catch_up": s.catch_up,
+        "next_fire": info.next_fire,
+        "last_fired": info.last_fired,
+        "last_by": info.last_by or None,
+        "fired": info.fired,
+        "misfired": info.misfired,
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Dialog, Page, async_playwright
 
-from roger_cluster import Client
+from roger_cluster import Client, Schedule
 from roger_cluster.dashboard import DashboardServer
 from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
@@ -166,6 +166,44 @@ async def test_a_new_partition_appears_live_and_pause_and_cancel_act_only_after_
     assert asked[-1].startswith(f"Cancel job {job.id}")
 
 
+async def test_schedules_are_listed_with_their_next_and_last_tick_and_paused_from_the_page(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    dashboard: DashboardServer,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    p = roger_partition
+    node = await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(p, {"default": 2})
+    await page.goto(dashboard.url)
+    await page.wait_for_selector("#schedules >> text=no schedule")
+    args = {"ledger": str(tmp_path / "ledger")}
+    await roger_client.put_schedule(Schedule("beat", p, "tests.jobs:Ticked", args, every=1))
+    row = 'tr.schedule[data-schedule="beat"]'
+    # It shows up without a reload, and so does the node that fired its last tick.
+    await page.wait_for_selector(f'{row}[data-paused="false"] >> text="{node.name}"')
+    assert "every 1s" in await page.inner_text(row)
+    assert await page.inner_text(f"{row} td.next") != "-"
+
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+    await page.click(f"{row} button.pause-schedule")
+
+    async def paused() -> bool:
+        return (await roger_client.get_schedule("beat")).paused
+
+    await eventually(paused, timeout=10)
+    await page.wait_for_selector(f'{row}[data-paused="true"] button.resume-schedule')
+    assert await page.inner_text(f"{row} td.next") == "-"
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+    await page.click(f"{row} button.resume-schedule")
+    await page.wait_for_selector(f'{row}[data-paused="false"]')
+    assert not await paused()
+    status, answer = await call(dashboard, "POST", "/api/actions/pause_schedule", {"schedule": "nosuch"})
+    assert (status, answer["error"]) == (404, "no schedule named 'nosuch'")
+
+
 async def test_start_retry_buried_and_stop_from_the_page(
     node_factory: NodeFactory,
     roger_client: Client,
@@ -276,7 +314,7 @@ async def test_the_state_endpoint_shows_nodes_partitions_queues_and_rates(
         return data
 
     data = await state()
-    assert set(data) == {"time", "namespace", "management", "problems", "nodes", "partitions"}
+    assert set(data) == {"time", "namespace", "management", "problems", "nodes", "partitions", "schedules"}
     assert data["namespace"] == roger_client.namespace
     assert data["management"] is True and data["problems"] == []
     [n] = data["nodes"]
