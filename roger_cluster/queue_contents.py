@@ -113,10 +113,12 @@ def queue_key_of(peeked: Peeked) -> str | None:
 
 
 def unburied(peeked: Peeked, routing_key: str) -> Moved:
-    """A buried message made new again: evidence headers dropped, retry count reset."""
+    """A buried message made new again: evidence headers dropped, retry count reset, and
+    a schedule tick's firing nonce dropped (its tick record went when it was buried, so
+    the run-once check would drop it: an operator's retry runs it, its tick kept)."""
     body = peeked.body
     with contextlib.suppress(DecodeError, JobError):
-        body = encode(replace(decode(body), retry_count=0))
+        body = encode(replace(decode(body), retry_count=0, firing=None))
     headers = without_evidence(peeked.headers)
     return Moved(routing_key, body, {**peeked.properties, "headers": headers})
 

@@ -297,3 +297,14 @@ class Ticked(Job):
         context = self.context
         assert context is not None
         mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)
+
+
+class TickedFailsFirst(Job):
+    """Fails on its first run (not retryable: buried); once retried, records like Ticked."""
+
+    async def perform(self, args: Any) -> None:
+        if _first_run(f"{args['ledger']}.ran-{self.id}"):
+            raise RuntimeError("the first run fails")
+        context = self.context
+        assert context is not None
+        mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)

@@ -185,3 +185,61 @@ async def test_ticks_missed_while_the_whole_cluster_was_down_follow_the_catch_up
     else:
         assert [t for t in gap if run[t]] == []
         assert state.misfired >= len(gap)
+
+
+async def test_a_buried_tick_job_put_back_by_an_operator_runs_with_its_tick(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    [node] = await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 1}, jobs="tests.jobs"
+    )
+    job = "tests.jobs:TickedFailsFirst"
+    beat = Schedule("beat", roger_partition, job, {"ledger": str(ledger)}, every=60, paused=True)
+    await roger_client.put_schedule(beat)
+    tick = (int(time.time()) // 60 - 1) * 60
+    [live] = [n for n in await roger_client.nodes() if n.name == node.name]
+    ns = roger_client.namespace
+    key = keys.schedule_tick(ns, "beat", tick_label(tick))
+    await write(roger_client, key, TickRecord("the-one", live.name, live.instance).encode())
+    message = JobMessage(
+        tick_job_id("beat", tick), job, {"ledger": str(ledger)}, "default",
+        scheduled_at=tick, schedule="beat", firing="the-one",
+    )  # fmt: skip
+    await roger_client.enqueue_message(message, roger_partition)
+
+    async def buried() -> bool:
+        return len(await roger_client.buried(roger_partition, "default")) == 1
+
+    await eventually(buried, timeout=15)
+
+    async def released() -> bool:
+        etcd = await roger_client.etcd()
+        return await etcd.get(key) is None
+
+    await eventually(released, timeout=10, message="a buried tick job's record is released")
+    assert await roger_client.retry_buried(roger_partition, "default") == 1
+    await eventually(lambda: ticks_run(ledger)[tick] == 1, timeout=15, message="the retried tick job ran")
+    assert dropped([node]) == 0
+
+
+async def test_firings_of_a_class_no_node_can_run_are_buried_with_the_reason(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+) -> None:
+    await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 1}, jobs="tests.jobs"
+    )
+    await roger_client.put_schedule(Schedule("ghost", roger_partition, "nowhere.jobs:Gone", {}, every=1))
+
+    async def buried() -> list[str]:
+        return [j.reason for j in await roger_client.buried(roger_partition, "default")]
+
+    reasons = await eventually(buried, timeout=15)
+    await roger_client.pause_schedule("ghost")
+    assert "not allowed" in reasons[0] and "nowhere.jobs:Gone" in reasons[0]
