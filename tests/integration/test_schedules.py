@@ -18,9 +18,11 @@ from roger_cluster.cluster import keys
 from roger_cluster.cluster.schedules import ScheduleState, TickRecord
 from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
+from roger_cluster.names import release_queue_name
 from roger_cluster.schedules import LAG, tick_job_id, tick_label
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually, start_consuming
 from roger_cluster.testing.ledger import events
+from roger_cluster.testing.servers import EtcdServer
 
 TICKED = "tests.jobs:Ticked"
 
@@ -243,3 +245,39 @@ async def test_firings_of_a_class_no_node_can_run_are_buried_with_the_reason(
     reasons = await eventually(buried, timeout=15)
     await roger_client.pause_schedule("ghost")
     assert "not allowed" in reasons[0] and "nowhere.jobs:Gone" in reasons[0]
+
+
+async def test_a_tick_job_waits_while_etcd_cannot_say_whether_it_is_the_copy_to_run(
+    private_etcd: EtcdServer,
+    roger_rabbitmq_url: str,
+    roger_namespace: str,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+    ledger: Path,
+) -> None:
+    factory = NodeFactory(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace, tmp_path)
+    try:
+        async with Client(roger_rabbitmq_url, private_etcd.endpoint.endpoints, roger_namespace) as client:
+            await client.start_partition(roger_partition, {"default": 1})
+            node = await factory.start(jobs="tests.jobs")
+            beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=60, paused=True)
+            await client.put_schedule(beat)
+            tick = (int(time.time()) // 60 - 1) * 60
+            [live] = await client.nodes()
+            key = keys.schedule_tick(roger_namespace, "beat", tick_label(tick))
+            await write(client, key, TickRecord("the-one", live.name, live.instance).encode())
+            private_etcd.stop()
+            message = JobMessage(
+                tick_job_id("beat", tick), TICKED, {"ledger": str(ledger)}, "default",
+                scheduled_at=tick, schedule="beat", firing="the-one",
+            )  # fmt: skip
+            await client.enqueue_message(message, roger_partition)  # the hot path: no etcd
+            await eventually(lambda: "cannot check that job" in node.log(), timeout=30)
+            assert ticks_run(ledger) == Counter()  # never run unchecked
+            private_etcd.start()
+            await eventually(lambda: ticks_run(ledger)[tick] == 1, timeout=30, message="checked, then run")
+    finally:
+        factory.cleanup()
+        await roger_management.delete_queues(roger_partition + "-")
+        await roger_management.delete_queues(release_queue_name(roger_namespace))
