@@ -137,6 +137,9 @@ class Node:
         self.scheduler = Scheduler(
             self.etcd, self.broker, self.config.etcd.namespace, self.name, self.info.instance, registry
         )
+        if self.config.http is not None:  # counting from the first job and the first tick on
+            metrics = Metrics()
+            self._worker.metrics = self.ticks.metrics = self.scheduler.metrics = metrics
         self.control = ControlServer(
             self.broker, self.config.etcd.namespace, self.name, worker_handlers(self._worker)
         )
@@ -178,9 +181,10 @@ class Node:
         log.info("node %s started with %d job class(es)", self.name, len(registry))
 
     async def _serve_http(self, host: str, port: int) -> None:
-        metrics = Metrics()
         assert self._worker is not None
         worker = self._worker
+        metrics = worker.metrics
+        assert metrics is not None  # made in start() when HTTP is on
         metrics.gauge("roger_running_jobs", "Jobs running on this node.", lambda: len(worker.running))
         metrics.gauge("roger_consumers", "Partition queues this node consumes.", lambda: len(self.consumers))
         metrics.gauge(
@@ -191,10 +195,6 @@ class Node:
             "1 when etcd answered the last lease refresh.",
             lambda: self.membership.etcd_reachable,
         )
-        worker.metrics = metrics
-        self.ticks.metrics = metrics
-        if self.scheduler is not None:
-            self.scheduler.metrics = metrics
         self._http = HealthServer(host, port, metrics, self.readiness)
         await self._http.start()
 

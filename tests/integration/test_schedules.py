@@ -6,8 +6,11 @@ published, a second copy of a tick, and the whole cluster being down.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from roger_cluster.names import release_queue_name
 from roger_cluster.schedules import LAG, tick_job_id, tick_label
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually, start_consuming
 from roger_cluster.testing.ledger import events
-from roger_cluster.testing.servers import EtcdServer
+from roger_cluster.testing.servers import EtcdServer, free_ports
 
 TICKED = "tests.jobs:Ticked"
 
@@ -79,6 +82,18 @@ async def write(client: Client, key: str, value: bytes) -> None:
     await etcd.put(key, value)
 
 
+async def metric(port: int, name: str, schedule: str) -> float:
+    """One schedule's sample of a node's counter, from its /metrics."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    found = re.search(rf'^{name}\{{schedule="{schedule}"\}} (\S+)$', await asyncio.to_thread(fetch), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def dropped(nodes: list[NodeProcess]) -> int:
     """How many copies of ticks the nodes dropped unrun (they log each)."""
     return sum(n.log().count("dropping job") for n in nodes)
@@ -129,6 +144,8 @@ async def test_of_two_copies_of_a_tick_only_the_one_its_record_names_runs(
     roger_partition: str,
     ledger: Path,
 ) -> None:
+    (port,) = free_ports(1)
+    node_factory.extra_env["ROGER_HTTP"] = f"127.0.0.1:{port}"
     [node] = await start_consuming(
         node_factory, roger_client, roger_management, roger_partition, {"default": 2}, jobs="tests.jobs"
     )
@@ -154,6 +171,7 @@ async def test_of_two_copies_of_a_tick_only_the_one_its_record_names_runs(
     await roger_client.enqueue_message(copy("the-one"), roger_partition)  # after it finished
     await eventually(lambda: dropped([node]) == 2, timeout=15)
     assert ticks_run(ledger) == Counter({tick: 1})
+    assert await metric(port, "roger_schedule_duplicates_total", "beat") == 2
 
 
 @pytest.mark.parametrize("catch_up", ["none", "latest", "all"])
@@ -176,17 +194,22 @@ async def test_ticks_missed_while_the_whole_cluster_was_down_follow_the_catch_up
     # Down longer than the lag a running cluster may have (schedules.LAG): ticks are missed.
     await eventually(lambda: time.time() > down + LAG + 3, timeout=LAG + 10, interval=0.2)
     up = time.time()
-    await node_factory.start(jobs="tests.jobs")
+    (port,) = free_ports(1)
+    await node_factory.start(jobs="tests.jobs", ROGER_HTTP=f"127.0.0.1:{port}")
     await eventually(lambda: max(ticks_run(ledger)) >= up + 4, timeout=20)
     run = ticks_run(ledger)
     assert all(n == 1 for n in run.values()), run
     gap = range(math.ceil(down) + 1, math.floor(up))
     state = await roger_client.get_schedule("beat")
+    fired = await metric(port, "roger_schedule_firings_total", "beat")
+    misfired = await metric(port, "roger_schedule_misfires_total", "beat")
+    assert fired >= 4
     if catch_up == "all":
         assert [t for t in gap if run[t] != 1] == []
+        assert misfired == 0
     else:
         assert [t for t in gap if run[t]] == []
-        assert state.misfired >= len(gap)
+        assert state.misfired >= len(gap) and misfired >= len(gap)
 
 
 async def test_a_buried_tick_job_put_back_by_an_operator_runs_with_its_tick(
