@@ -21,6 +21,7 @@ from typing import Any
 from .broker import Broker, Moved, OnCount, Peeked
 from .cluster import queuekeys
 from .cluster.etcd import Etcd
+from .cluster.schedules import release_tick
 from .codec import JobMessage, decode, encode
 from .errors import ConfigError, DecodeError, DuplicateJob, JobError, UnknownQueue
 from .evidence import Evidence, without_evidence
@@ -204,7 +205,8 @@ class QueueContents:
         return await broker.drop_all(name, self._key_releaser(partition))
 
     def _key_releaser(self, partition: str) -> Callable[[Peeked], Awaitable[None]]:
-        """Frees the queue key of a job that is about to be deleted, if it still holds it."""
+        """Frees the queue key of a job that is about to be deleted, if it still holds it,
+        and the tick record of a schedule's job, if it still names that copy."""
 
         async def release_key(peeked: Peeked) -> None:
             with contextlib.suppress(DecodeError):
@@ -212,6 +214,10 @@ class QueueContents:
                 if message.queue_key is not None:
                     etcd = await self._etcd()
                     await queuekeys.release(etcd, self._namespace, partition, message.queue_key, message.id)
+                if message.firing is not None and message.schedule is not None:
+                    tick = int(message.scheduled_at or 0)
+                    etcd = await self._etcd()
+                    await release_tick(etcd, self._namespace, message.schedule, tick, message.firing)
 
         return release_key
 

@@ -10,11 +10,12 @@ ticks are claimed by the next rank within a second. Claiming is one etcd
 transaction (`cluster/schedules.claim`); only its winner publishes the job,
 with the tick's id, and retries the publish until RabbitMQ confirms.
 
-A tick record left unstarted by a node that is dead (its key gone, or held by
-another run of it) is taken over by a live node, by the same ranking, and
-published again under a new nonce: a tick is not lost when its claimer dies
-before publishing, and the copy published first, if any, is dropped as a
-duplicate by the node that dequeues it (`runtime/ticks.py`).
+A tick record neither published (confirmed by RabbitMQ, noted in the record)
+nor started whose node is dead (its key gone, or held by another run of it)
+is taken over by a live node, by the same ranking, and published again under
+a new nonce: a tick is not lost when its claimer dies before publishing, and
+the copy published first, if any, is dropped as a duplicate by the node that
+dequeues it (`runtime/ticks.py`).
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class Scheduler:
         until = IDLE
         dead = set()
         for (name, tick), record in list(self.ticks.items()):
-            if record.started is not None or self.live.get(record.by) == record.instance:
+            if record.started is not None or record.published or self.live.get(record.by) == record.instance:
                 continue
             if name not in self.specs or (name, tick) in self._busy_ticks:
                 continue
@@ -346,6 +347,7 @@ class Scheduler:
                     spec.partition,
                     extra={"job_id": job_id, "partition": spec.partition},
                 )
+                await self._published(spec, tick, firing)
                 return
             except (DuplicateJob, UnroutableJob, JobError, ConfigError) as e:
                 await self._give_up(spec, tick, firing, e)
@@ -359,6 +361,14 @@ class Scheduler:
                 return  # removed, or taken over: not ours to publish any more
             await asyncio.sleep(PUBLISH_BACKOFF[min(attempt, len(PUBLISH_BACKOFF) - 1)])
             attempt += 1
+
+    async def _published(self, spec: Schedule, tick: int, firing: str) -> None:
+        """Mark the record published; if etcd refuses, the tick may be published again
+        should this node die before its job starts (that copy runs, this one is dropped)."""
+        try:
+            await store.mark_published(self.etcd, self.namespace, spec.name, tick, firing)
+        except RogerError as e:
+            log.debug("cannot mark tick %s of schedule %s published (%s)", tick, spec.name, e)
 
     async def _give_up(self, spec: Schedule, tick: int, firing: str, error: Exception) -> None:
         """A tick whose job cannot be enqueued at all: its record goes, it counts as a misfire."""

@@ -97,6 +97,11 @@ def unchanged(key: str, seen: KeyValue | None) -> Compare:
     )
 
 
+def exists(key: str) -> Compare:
+    """Holds if `key` exists (whatever its value)."""
+    return rpc.Compare(key=key.encode(), target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)
+
+
 def value_is(key: str, value: bytes) -> Compare:
     """Holds if `key` exists with this value."""
     return rpc.Compare(key=key.encode(), target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=value)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from ..errors import UnknownSchedule
 from ..schedules import Schedule, tick_label
 from . import keys
-from .etcd import Etcd, KeyValue, op_delete, op_put, unchanged
+from .etcd import Etcd, KeyValue, exists, op_delete, op_put, unchanged
 
 CHECK_ATTEMPTS = 5
 
@@ -72,6 +72,7 @@ class TickRecord:
     by: str
     instance: str
     started: str | None = None  # the node that started the job
+    published: bool = False  # RabbitMQ confirmed this copy: nobody need publish the tick again
 
     def encode(self) -> bytes:
         """The JSON value of the tick key."""
@@ -83,7 +84,13 @@ class TickRecord:
         try:
             data = json.loads(value)
             started = data.get("started")
-            return cls(str(data["firing"]), str(data["by"]), str(data["instance"]), started and str(started))
+            return cls(
+                str(data["firing"]),
+                str(data["by"]),
+                str(data["instance"]),
+                started and str(started),
+                bool(data.get("published", False)),
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -172,11 +179,13 @@ async def claim(
     state: ScheduleState,
     records: dict[int, TickRecord],
 ) -> bool:
-    """Move the state to `state` and create a record per fired tick, if the state key is
-    still as `seen` and none of those records exists: one transaction."""
+    """Move the state to `state` and create a record per fired tick, if the schedule still
+    exists, its state key is still as `seen` and none of those records exists: one
+    transaction."""
     state_key = keys.schedule_state(namespace, name)
     tick_keys = {tick: keys.schedule_tick(namespace, name, tick_label(tick)) for tick in records}
-    compare = [unchanged(state_key, seen), *(unchanged(k, None) for k in tick_keys.values())]
+    compare = [exists(keys.schedule(namespace, name)), unchanged(state_key, seen)]
+    compare += [unchanged(k, None) for k in tick_keys.values()]
     success = [op_put(state_key, state.encode())]
     success += [op_put(tick_keys[tick], record.encode()) for tick, record in records.items()]
     done, _ = await etcd.txn(compare, success)
@@ -206,6 +215,22 @@ async def check_firing(etcd: Etcd, namespace: str, name: str, tick: int, firing:
         if done:
             return True
     return False  # the record kept changing under us: it is being taken over
+
+
+async def mark_published(etcd: Etcd, namespace: str, name: str, tick: int, firing: str) -> None:
+    """Note in the tick's record that RabbitMQ holds the copy `firing`, so the tick is not
+    published again if its publisher dies while the job waits in its queue."""
+    key = keys.schedule_tick(namespace, name, tick_label(tick))
+    for _ in range(CHECK_ATTEMPTS):
+        kv = await etcd.get(key)
+        record = TickRecord.decode(kv.value) if kv is not None else None
+        if kv is None or record is None or record.firing != firing or record.started or record.published:
+            return
+        done, _ = await etcd.txn(
+            [unchanged(key, kv)], [op_put(key, replace(record, published=True).encode())]
+        )
+        if done:
+            return
 
 
 async def release_tick(etcd: Etcd, namespace: str, name: str, tick: int, firing: str) -> None:

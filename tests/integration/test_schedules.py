@@ -304,3 +304,47 @@ async def test_a_tick_job_waits_while_etcd_cannot_say_whether_it_is_the_copy_to_
         factory.cleanup()
         await roger_management.delete_queues(roger_partition + "-")
         await roger_management.delete_queues(release_queue_name(roger_namespace))
+
+
+async def test_a_tick_whose_job_is_confirmed_queued_is_not_fired_again_when_its_publisher_dies(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    [node] = await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 1}, jobs="tests.jobs"
+    )
+    beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=60, paused=True)
+    await roger_client.put_schedule(beat)
+    queued, lost = [(int(time.time()) // 60 - n) * 60 for n in (2, 1)]
+    ns = roger_client.namespace
+    # A dead node claimed two ticks: one's job is in RabbitMQ (published), the other's never got there.
+    published = TickRecord("in-the-queue", "ghost", "gone", published=True)
+    await write(roger_client, keys.schedule_tick(ns, "beat", tick_label(queued)), published.encode())
+    unpublished = TickRecord("lost", "ghost", "gone")
+    await write(roger_client, keys.schedule_tick(ns, "beat", tick_label(lost)), unpublished.encode())
+    await eventually(lambda: ticks_run(ledger)[lost] == 1, timeout=15, message="the lost tick is fired again")
+    etcd = await roger_client.etcd()
+    kv = await etcd.get(keys.schedule_tick(ns, "beat", tick_label(queued)))
+    assert kv is not None and TickRecord.decode(kv.value) == published
+    assert ticks_run(ledger)[queued] == 0 and "firing it again" in node.log()
+
+
+async def test_purging_a_queue_frees_the_tick_records_of_the_jobs_it_deletes(
+    roger_client: Client, roger_partition: str
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 1})  # no node: the jobs wait
+    beat = Schedule("beat", roger_partition, TICKED, {}, every=60, paused=True)
+    await roger_client.put_schedule(beat)
+    tick = (int(time.time()) // 60 - 1) * 60
+    key = keys.schedule_tick(roger_client.namespace, "beat", tick_label(tick))
+    await write(roger_client, key, TickRecord("f", "ghost", "gone", published=True).encode())
+    message = JobMessage(
+        tick_job_id("beat", tick), TICKED, {}, "default", scheduled_at=tick, schedule="beat", firing="f"
+    )
+    await roger_client.enqueue_message(message, roger_partition)
+    assert await roger_client.purge_queue(roger_partition, "default") == 1
+    etcd = await roger_client.etcd()
+    assert await etcd.get(key) is None
