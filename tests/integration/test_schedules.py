@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import time
 import urllib.request
@@ -348,3 +349,36 @@ async def test_purging_a_queue_frees_the_tick_records_of_the_jobs_it_deletes(
     assert await roger_client.purge_queue(roger_partition, "default") == 1
     etcd = await roger_client.etcd()
     assert await etcd.get(key) is None
+
+
+def skewed(tmp_path: Path, seconds: float) -> str:
+    """A PYTHONPATH whose sitecustomize sets a node's wall clock `seconds` off."""
+    folder = tmp_path / f"clock{seconds:+g}"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        f"import time\n_real = time.time\ntime.time = lambda: _real() + {seconds}\n"
+    )
+    return os.pathsep.join([str(folder), str(Path.cwd())])
+
+
+async def test_nodes_with_clocks_seconds_apart_still_fire_each_tick_once(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    ledger: Path,
+    tmp_path: Path,
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 4})
+    for offset in (3.0, -3.0):
+        await node_factory.start(jobs="tests.jobs", PYTHONPATH=skewed(tmp_path, offset))
+    await node_factory.start(jobs="tests.jobs")
+    stored = await roger_client.put_schedule(
+        Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=1)
+    )
+    start = math.ceil(stored.created_at) + 3  # the fast node may have claimed from its own now on
+    await eventually(lambda: max(ticks_run(ledger), default=0) >= start + 12, timeout=30)
+    await roger_client.pause_schedule("beat")
+    end = start + 12
+    run = ticks_run(ledger)
+    assert [t for t in range(start, end + 1) if run[t] != 1] == [], run
+    assert all(n == 1 for n in run.values()), run
