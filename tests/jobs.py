@@ -291,11 +291,14 @@ def _first_run(marker: str) -> bool:
 
 
 class Ticked(Job):
-    """Records the tick its schedule fired it for (`scheduled_at`) and the schedule."""
+    """Records the tick its schedule fired it for (`scheduled_at`) and the schedule, at its
+    start and, after sleeping `sleep` seconds (default 0), at its end."""
 
     async def perform(self, args: Any) -> None:
         context = self.context
         assert context is not None
+        mark(self, "start", tick=context.scheduled_at, schedule=context.schedule)
+        await asyncio.sleep(float(args.get("sleep", 0)))
         mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)
 
 

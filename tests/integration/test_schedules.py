@@ -13,6 +13,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -271,7 +272,7 @@ async def test_firings_of_a_class_no_node_can_run_are_buried_with_the_reason(
     assert "not allowed" in reasons[0] and "nowhere.jobs:Gone" in reasons[0]
 
 
-async def test_a_tick_job_waits_while_etcd_cannot_say_whether_it_is_the_copy_to_run(
+async def test_without_etcd_a_tick_job_waits_for_its_check_and_its_record_is_released_later(
     private_etcd: EtcdServer,
     roger_rabbitmq_url: str,
     roger_namespace: str,
@@ -292,8 +293,9 @@ async def test_a_tick_job_waits_while_etcd_cannot_say_whether_it_is_the_copy_to_
             key = keys.schedule_tick(roger_namespace, "beat", tick_label(tick))
             await write(client, key, TickRecord("the-one", live.name, live.instance).encode())
             private_etcd.stop()
+            args = {"ledger": str(ledger)}
             message = JobMessage(
-                tick_job_id("beat", tick), TICKED, {"ledger": str(ledger)}, "default",
+                tick_job_id("beat", tick), TICKED, args, "default",
                 scheduled_at=tick, schedule="beat", firing="the-one",
             )  # fmt: skip
             await client.enqueue_message(message, roger_partition)  # the hot path: no etcd
@@ -301,6 +303,27 @@ async def test_a_tick_job_waits_while_etcd_cannot_say_whether_it_is_the_copy_to_
             assert ticks_run(ledger) == Counter()  # never run unchecked
             private_etcd.start()
             await eventually(lambda: ticks_run(ledger)[tick] == 1, timeout=30, message="checked, then run")
+
+            # etcd gone again while the next tick's job runs: its record is released through
+            # the release queue once etcd is back.
+            nxt = tick + 60
+            key = keys.schedule_tick(roger_namespace, "beat", tick_label(nxt))
+            await write(client, key, TickRecord("the-one", live.name, live.instance).encode())
+            slow = replace(message, id=tick_job_id("beat", nxt), scheduled_at=nxt, args={**args, "sleep": 2})
+            await client.enqueue_message(slow, roger_partition)
+            await eventually(lambda: events(ledger, "start", slow.id), timeout=15)
+            private_etcd.stop()
+            await eventually(lambda: "handing it to the release queue" in node.log(), timeout=30)
+            assert ticks_run(ledger)[nxt] == 1
+            private_etcd.start()
+
+            async def released() -> bool:
+                etcd = await client.etcd()
+                return await etcd.get(key) is None
+
+            await eventually(
+                released, timeout=30, message="the tick's record released from the release queue"
+            )
     finally:
         factory.cleanup()
         await roger_management.delete_queues(roger_partition + "-")
