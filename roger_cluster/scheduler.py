@@ -340,7 +340,7 @@ class Scheduler:
             try:
                 message = tick_message(spec, self._job_class(spec), job_id, tick, firing)
                 await self._enqueuer.one(message, spec.partition)
-                log.info(
+                log.debug(
                     "schedule %s fired job %s into %s",
                     spec.name,
                     job_id,

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from ..client import Client
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownPartition
 from ..schedule_admin import ScheduleInfo
 from ..schedules import CATCH_UP, Schedule, parse_every
 from .jobs import job_class, json_args
@@ -87,6 +87,12 @@ async def cmd_schedule_add(client: Client, args: argparse.Namespace, out: Output
         paused=args.paused,
     )
     job_class(args.job, out.warn, "added")
+    try:
+        await client.partition_spec(schedule.partition)
+    except UnknownPartition:
+        out.warn(
+            f"partition {schedule.partition} is not started: its ticks are skipped (misfires) until it is"
+        )
     stored = await client.put_schedule(schedule)
     info = await client.get_schedule(stored.name)
     nxt = f", next at {out.time(info.next_fire)}" if info.next_fire else " (paused)"

@@ -65,6 +65,7 @@ async def test_every_takes_units_and_the_schedule_ticks_on_its_multiples(
     )
     assert done.returncode == 0, done.stderr
     assert "every 300s" in done.stdout
+    assert f"partition {roger_partition} is not started: its ticks are skipped" in done.stderr
     [row] = listed(node_factory)
     assert row["every"] == 300 and row["next_fire"] % 300 == 0 and row["catch_up"] == "latest"
 
