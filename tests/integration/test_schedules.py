@@ -30,6 +30,7 @@ from roger_cluster.testing.ledger import events
 from roger_cluster.testing.servers import EtcdServer, free_ports
 
 TICKED = "tests.jobs:Ticked"
+LEASE_TTL = 3  # the test nodes' (NodeFactory: ROGER_LEASE_TTL)
 
 
 def ticks_run(ledger: Path, name: str = "beat") -> Counter[int]:
@@ -75,6 +76,9 @@ async def test_a_schedule_fires_every_tick_once_while_a_node_is_killed_and_anoth
     ids = Counter(e["id"] for e in events(ledger, "end"))
     assert all(n == 1 for n in ids.values())
     assert {e["id"] for e in events(ledger, "end")} == {tick_job_id("beat", t) for t in run}
+    # A tick its claimer took down with it is fired again once the claimer's lease is gone.
+    late = max(e["t"] - e["tick"] for e in events(ledger, "start"))
+    assert late < LEASE_TTL + 3, late
     info = await roger_client.get_schedule("beat")
     assert info.paused and info.fired >= end - start + 1
 
@@ -405,3 +409,41 @@ async def test_nodes_with_clocks_seconds_apart_still_fire_each_tick_once(
     run = ticks_run(ledger)
     assert [t for t in range(start, end + 1) if run[t] != 1] == [], run
     assert all(n == 1 for n in run.values()), run
+
+
+async def test_each_tick_fires_once_while_each_etcd_member_in_turn_the_leader_among_them_stops(
+    etcd_cluster: list[EtcdServer],
+    roger_rabbitmq_url: str,
+    roger_namespace: str,
+    roger_partition: str,
+    roger_management: Management,
+    tmp_path: Path,
+    ledger: Path,
+) -> None:
+    endpoints = ",".join(m.endpoint.endpoints for m in etcd_cluster)
+    factory = NodeFactory(roger_rabbitmq_url, endpoints, roger_namespace, tmp_path)
+    try:
+        await factory.start_many(3, jobs="tests.jobs")
+        async with Client(roger_rabbitmq_url, endpoints, roger_namespace) as client:
+            await client.start_partition(roger_partition, {"default": 4})
+            beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=1)
+            start = math.ceil((await client.put_schedule(beat)).created_at)
+
+            async def ran_until(t: float) -> None:
+                await eventually(lambda: max(ticks_run(ledger), default=0) >= t, timeout=t - time.time() + 20)
+
+            await ran_until(start + 2)
+            for member in etcd_cluster:  # one of them leads: its loss means an election
+                member.stop()
+                await ran_until(time.time() + 3)
+                member.start()
+            await ran_until(time.time() + 2)
+            await client.pause_schedule("beat")
+            end = int(time.time()) - 1
+            await ran_until(end)
+        run = ticks_run(ledger)
+        assert [t for t in range(start, end + 1) if run[t] != 1] == [], run
+    finally:
+        factory.cleanup()
+        await roger_management.delete_queues(roger_partition + "-")
+        await roger_management.delete_queues(release_queue_name(roger_namespace))
