@@ -228,7 +228,7 @@ class Scheduler:
         until = IDLE
         dead = set()
         for (name, tick), record in list(self.ticks.items()):
-            if record.started is not None or record.published or self.live.get(record.by) == record.instance:
+            if record.started is not None or record.published or self._alive(record):
                 continue
             if name not in self.specs or (name, tick) in self._busy_ticks:
                 continue
@@ -243,6 +243,13 @@ class Scheduler:
         for gone in set(self._dead_since) - dead:
             del self._dead_since[gone]
         return until
+
+    def _alive(self, record: TickRecord) -> bool:
+        """Whether the record's publisher runs: a live node's run, or this very one (even
+        while its key is gone: etcd was out of reach longer than its lease)."""
+        if record.by == self.node and record.instance == self.instance:
+            return True
+        return self.live.get(record.by) == record.instance
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from roger_cluster import Client, Schedule
+from roger_cluster import Client, JobRegistry, Schedule, scheduler
 from roger_cluster.cluster import keys
 from roger_cluster.cluster.schedules import ScheduleState, TickRecord
 from roger_cluster.codec import JobMessage
 from roger_cluster.management import Management
-from roger_cluster.names import release_queue_name
+from roger_cluster.names import queue_name, release_queue_name
+from roger_cluster.scheduler import Scheduler
 from roger_cluster.schedules import LAG, tick_job_id, tick_label
 from roger_cluster.testing import NodeFactory, NodeProcess, eventually, start_consuming
 from roger_cluster.testing.ledger import events
@@ -447,3 +448,33 @@ async def test_each_tick_fires_once_while_each_etcd_member_in_turn_the_leader_am
         factory.cleanup()
         await roger_management.delete_queues(roger_partition + "-")
         await roger_management.delete_queues(release_queue_name(roger_namespace))
+
+
+async def test_ticks_stop_piling_up_unstarted_past_the_cap_and_count_as_misfires(
+    roger_client: Client,
+    roger_partition: str,
+    roger_rabbitmq_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A scheduler of our own (no node consumes the partition: every tick's job waits), with a
+    # small cap; real etcd and RabbitMQ.
+    monkeypatch.setattr(scheduler, "MAX_UNSTARTED", 3)
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    await roger_client.put_schedule(Schedule("beat", roger_partition, TICKED, {}, every=1))
+    etcd, broker = await roger_client.etcd(), await roger_client.broker()
+    registry = JobRegistry.from_modules(["tests.jobs"])
+    firer = Scheduler(etcd, broker, roger_client.namespace, "solo", "run1", registry)
+    task = asyncio.create_task(firer.run())
+    try:
+
+        async def misfired() -> int:
+            return (await roger_client.get_schedule("beat")).misfired
+
+        await eventually(misfired, timeout=15, message="a tick over the cap counts as a misfire")
+        records, _ = await etcd.get_prefix(keys.schedule_ticks_prefix(roger_client.namespace, "beat"))
+        assert len(records) == 3
+        stats = await broker.stats(queue_name(roger_partition, "default"))
+        assert stats is not None and stats.ready == 3
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
