@@ -9,8 +9,8 @@ and takes `now` as an argument, so the rules (daylight saving, catch-up) are
 unit-tested with an injected clock.
 
 Daylight saving, as croniter does it plus one rule of ours:
-- a local time that does not exist (spring forward) fires once, at the same
-  minute and second right after the gap (`30 2 * * *` fires at 03:30 that day);
+- a local time that does not exist (spring forward) fires once, when the gap
+  ends (`30 2 * * *` fires at 03:00 that day, `30 30 2 * * *` at 03:00:30);
 - a local time that happens twice (fall back) fires once, on its first
   pass, when the hour field names hours; with every hour (`*`) both passes fire,
   so an every-20-seconds schedule keeps firing every 20 real seconds

@@ -40,7 +40,7 @@ def walk(table: Timetable, start: float, n: int) -> list[str]:
     return out
 
 
-def test_a_daily_seconds_cron_in_the_spring_gap_fires_once_right_after_it() -> None:
+def test_a_daily_seconds_cron_in_the_spring_gap_fires_once_when_the_gap_ends() -> None:
     # 2026-03-29 02:00 -> 03:00 in Amsterdam: 02:30:30 does not exist that day.
     table = Timetable("30 30 2 * * *", None, "Europe/Amsterdam")
     assert walk(table, local(2026, 3, 28, 12, 0), 3) == [
