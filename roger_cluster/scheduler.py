@@ -204,7 +204,12 @@ class Scheduler:
         for name, spec in list(self.specs.items()):
             if spec.paused or name in self._busy:
                 continue
-            at = max(self._claim_at(spec), self._not_before.get(name, 0.0))
+            try:
+                at = max(self._claim_at(spec), self._not_before.get(name, 0.0))
+            except Exception:  # a tick croniter cannot compute: this schedule waits, no other
+                log.exception("schedule %s: cannot compute its next tick; trying again later", name)
+                self._not_before[name] = now + IDLE
+                continue
             if at <= now:
                 self._busy.add(name)
                 self._spawn(self._claim(spec))
@@ -264,6 +269,9 @@ class Scheduler:
         except RogerError as e:
             log.warning("cannot claim the next tick of schedule %s (%s); trying again", spec.name, e)
             self._not_before[spec.name] = self.clock() + RETRY_AFTER
+        except Exception:  # a fault we did not map: keep it visible, keep the node
+            log.exception("unexpected error claiming the next tick of schedule %s", spec.name)
+            self._not_before[spec.name] = self.clock() + IDLE
         finally:
             self._busy.discard(spec.name)
             self._wake.set()
@@ -327,6 +335,8 @@ class Scheduler:
             await self._publish(spec, tick, mine.firing)
         except RogerError as e:
             log.warning("cannot take over tick %s of schedule %s (%s)", tick, spec.name, e)
+        except Exception:  # a fault we did not map: keep it visible, keep the node
+            log.exception("unexpected error taking over tick %s of schedule %s", tick, spec.name)
         finally:
             self._busy_ticks.discard((spec.name, tick))
             self._wake.set()
@@ -363,6 +373,10 @@ class Scheduler:
                 (log.warning if attempt == 0 else log.debug)(
                     "cannot publish job %s of schedule %s yet (%s); trying again", job_id, spec.name, e
                 )
+            except Exception as e:  # the job class's queue_for or keys raised: it cannot be sent
+                log.exception("schedule %s: the job class refused tick %s", spec.name, tick_label(tick))
+                await self._give_up(spec, tick, firing, e)
+                return
             record = self.ticks.get((spec.name, tick))
             if record is None or record.firing != firing:
                 return  # removed, or taken over: not ours to publish any more

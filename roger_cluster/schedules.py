@@ -47,6 +47,7 @@ GRACE = 1.0
 LAG = 5.0
 # Counting missed ticks stops here (a seconds cron down for a week has 604,800).
 COUNT_LIMIT = 100_000
+_PROBE = 946_684_800  # 2000-01-01: an expression with no tick in the next years never fires
 _JOB_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -134,6 +135,9 @@ class Schedule:
             or not 1 <= self.every <= MAX_EVERY
         ):
             raise ConfigError(f"every must be whole seconds from 1 to {MAX_EVERY}, got {self.every!r}")
+        created = self.created_at
+        if isinstance(created, bool) or not isinstance(created, int | float) or created < 0:
+            raise ConfigError(f"created_at must be a Unix time, got {created!r}")
         try:
             json.dumps(self.args)
         except (TypeError, ValueError) as e:
@@ -200,6 +204,10 @@ class Timetable:
         if self._cron is not None:
             hours = self._cron.expanded[1]  # [minute, hour, day, month, weekday(, second)]
             self._every_hour = hours == ["*"] or len(hours) == 24
+            try:
+                self.next_after(_PROBE)
+            except CroniterError as e:  # February 30th: croniter gives up after years of search
+                raise ConfigError(f"cron expression {cron!r} never fires") from e
 
     def next_after(self, t: float) -> int:
         """The first tick strictly after `t`."""

@@ -163,6 +163,8 @@ def test_schedules_round_trip_through_their_etcd_value() -> None:
         ({"cron": "* * * * * * *"}, "has 7 fields"),
         ({"cron": "61 * * * *"}, "not valid"),
         ({"cron": "a b c d e"}, "not valid"),
+        ({"cron": "0 0 30 2 *"}, "never fires"),
+        ({"every": 5, "created_at": "yesterday"}, "created_at must be a Unix time"),
         ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "time zone 'Mars/Olympus' is unknown"),
         ({"cron": "* * * * *", "every": 5}, "either cron or every"),
         ({}, "either cron or every"),
