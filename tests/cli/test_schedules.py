@@ -49,6 +49,8 @@ async def test_a_schedule_is_added_listed_paused_resumed_run_now_and_removed(
     assert stats is not None and stats.ready == 1
     shown = json.loads(rogerctl(node_factory, "--json", "schedule", "show", "nightly").stdout)
     assert shown["name"] == "nightly"
+    human = rogerctl(node_factory, "schedule", "show", "nightly").stdout.splitlines()
+    assert "name:        nightly" in human and "next_fire:   -" in human and "catch_up:    all" in human
 
     assert rogerctl(node_factory, "schedule", "remove", "nightly").returncode == 0
     assert listed(node_factory) == []
