@@ -124,6 +124,13 @@ def op_delete(key: str) -> Op:
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
 
 
+def op_delete_prefix(prefix: str) -> Op:
+    """Delete every key under `prefix` in a transaction."""
+    return rpc.RequestOp(
+        request_delete_range=rpc.DeleteRangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
+    )
+
+
 def op_get(key: str) -> Op:
     """Read a key in a transaction."""
     return rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from ..errors import UnknownSchedule
 from ..schedules import Schedule, tick_label
 from . import keys
-from .etcd import Etcd, KeyValue, exists, op_delete, op_put, unchanged
+from .etcd import Etcd, KeyValue, exists, op_delete, op_delete_prefix, op_put, unchanged
 
 CHECK_ATTEMPTS = 5
 
@@ -159,10 +159,12 @@ async def set_paused(etcd: Etcd, namespace: str, name: str, paused: bool) -> Sch
 async def remove(etcd: Etcd, namespace: str, name: str) -> None:
     """Delete a schedule, its state and its tick records (queued copies of its ticks'
     jobs then find no record and are dropped as duplicates)."""
-    if not await etcd.delete(keys.schedule(namespace, name)):
+    key = keys.schedule(namespace, name)
+    gone = [op_delete(key), op_delete(keys.schedule_state(namespace, name))]
+    gone.append(op_delete_prefix(keys.schedule_ticks_prefix(namespace, name)))
+    done, _ = await etcd.txn([exists(key)], gone)  # all at once: no state or record outlives it
+    if not done:
         raise UnknownSchedule(f"no schedule named {name!r}")
-    await etcd.delete(keys.schedule_state(namespace, name))
-    await etcd.delete_prefix(keys.schedule_ticks_prefix(namespace, name))
 
 
 async def read_state(etcd: Etcd, namespace: str, name: str) -> tuple[KeyValue | None, ScheduleState]:

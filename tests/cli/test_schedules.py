@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from roger_cluster import Client
+from roger_cluster.cluster import keys
 from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory
 from roger_cluster.testing.rogerctl import rogerctl
@@ -52,8 +53,13 @@ async def test_a_schedule_is_added_listed_paused_resumed_run_now_and_removed(
     human = rogerctl(node_factory, "schedule", "show", "nightly").stdout.splitlines()
     assert "name:        nightly" in human and "next_fire:   -" in human and "catch_up:    all" in human
 
+    etcd = await roger_client.etcd()
+    ns = roger_client.namespace
+    await etcd.put(keys.schedule_tick(ns, "nightly", "20261224T013000Z"), b"{}")
     assert rogerctl(node_factory, "schedule", "remove", "nightly").returncode == 0
     assert listed(node_factory) == []
+    for prefix in (keys.schedule_states_prefix(ns), keys.schedule_ticks_prefix(ns)):
+        assert (await etcd.get_prefix(prefix))[0] == []  # its state and tick records went with it
     for action in ("show", "pause", "resume", "remove", "run-now"):
         gone = rogerctl(node_factory, "schedule", action, "nightly")
         assert gone.returncode == 4 and "no schedule named 'nightly'" in gone.stderr, (action, gone.stderr)
