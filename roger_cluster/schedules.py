@@ -25,7 +25,7 @@ import math
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -163,7 +163,7 @@ class Schedule:
 
     def encode(self) -> bytes:
         """The JSON value of the schedule's etcd key."""
-        fields = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        fields = {name: getattr(self, name) for name in _FIELDS}  # not asdict: no deep copies
         return json.dumps(fields, sort_keys=True).encode()
 
     @classmethod
