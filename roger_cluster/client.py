@@ -451,12 +451,13 @@ class Client:
         return await list_nodes(await self.etcd(), self.namespace)
 
     async def doctor(self) -> list[Finding]:
-        """What the nodes skip without a word (see `cluster/audit.py`): partition entries
-        that do not decode, paused keys that name no queue; and as notes (not ignored),
-        pauses of queues not in the map and partitions no live node matches."""
+        """What the nodes skip without a word (see `cluster/audit.py`): partition and
+        schedule entries that do not decode, paused keys that name no queue; and as notes
+        (not ignored), pauses of queues not in the map and partitions no live node matches."""
         etcd = await self.etcd()
         partitions, findings = await audit.partition_entries(etcd, self.namespace)
         findings += await audit.paused_entries(etcd, self.namespace, partitions)
+        findings += await audit.schedule_entries(etcd, self.namespace)
         live = [NodeProfile(n.name, frozenset(n.labels)) for n in await self.nodes()]
         if live:  # with no node at all, every partition waits: not a placement problem
             findings += audit.unplaced_partitions(

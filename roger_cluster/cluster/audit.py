@@ -1,8 +1,8 @@
 """What nodes skip without a word: entries in etcd they cannot use.
 
-A node that finds a partition value it cannot decode logs it once and goes
-on without it (a map watch must never crash a node), and a paused key that
-names no queue is simply not a pause. Both are invisible from the outside
+A node that finds a partition or schedule value it cannot decode logs it
+once and goes on without it (a watch must never crash a node), and a paused
+key that names no queue is simply not a pause. Both are invisible from the outside
 until someone wonders why a partition is not consumed. `rogerctl doctor`
 lists them from here, with what to do about each, and notes on valid entries
 that have no effect now (a pause of a queue not in the map, a partition no
@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidEntry
+from ..errors import ConfigError, InvalidEntry
+from ..schedules import Schedule
 from . import keys
 from .etcd import Etcd
 from .partitions import PartitionMap, PartitionSpec
@@ -117,3 +118,23 @@ def _is_name(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def schedule_entries(etcd: Etcd, namespace: str) -> list[Finding]:
+    """Schedules nodes ignore: values that do not decode (bad JSON, a cron expression
+    this version refuses), so they never fire."""
+    prefix = keys.schedules_prefix(namespace)
+    kvs, _ = await etcd.get_prefix(prefix)
+    findings: list[Finding] = []
+    for kv in kvs:
+        name = keys.name_of(prefix, kv.key)
+        try:
+            Schedule.decode(kv.value)
+        except ConfigError as e:
+            fix = (
+                f"rogerctl schedule add {name} ... replaces it; rogerctl schedule remove {name} removes it"
+                if _is_name(name)
+                else f"not a schedule name: remove it with etcdctl del {kv.key!r}"
+            )
+            findings.append(Finding(kv.key, f"{e}; nodes ignore it, it never fires", fix))
+    return findings

@@ -123,3 +123,17 @@ async def test_bad_schedules_exit_2_with_a_clear_message(
         assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
     assert rogerctl(node_factory, *base).returncode == 2  # neither --cron nor --every
     assert listed(node_factory) == []
+
+
+async def test_a_schedule_entry_nodes_cannot_read_is_listed_by_doctor_and_hidden_from_the_list(
+    node_factory: NodeFactory, roger_client: Client
+) -> None:
+    etcd = await roger_client.etcd()
+    key = keys.schedule(roger_client.namespace, "broken")
+    await etcd.put(key, b'{"name": "broken", "partition": "p", "job": "m:J", "cron": "0 0 30 2 *"}')
+    doctor = rogerctl(node_factory, "--json", "doctor")
+    assert doctor.returncode == 5, doctor.stderr
+    [finding] = json.loads(doctor.stdout)
+    assert finding["key"] == key and "never fires" in finding["problem"]
+    assert "schedule remove broken" in finding["fix"]
+    assert listed(node_factory) == []
