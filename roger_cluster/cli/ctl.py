@@ -267,7 +267,8 @@ def parser() -> argparse.ArgumentParser:
         "doctor",
         help="list entries in etcd that nodes ignore (exit 5 if any), and notes on ones with no effect",
         description="List what the nodes skip without a word: partition entries whose value does not"
-        " decode (nodes ignore them; `partition stop NAME` removes one) and paused keys that name no"
+        " decode (nodes ignore them; `partition stop NAME` removes one), schedule entries that do not"
+        " decode (they never fire; `schedule remove NAME` removes one) and paused keys that name no"
         " queue. Notes, which do not change the exit code: pauses of queues not in the partition map,"
         " and partitions whose --nodes/--labels match no live node. Exit 5 if anything is ignored.",
     )
