@@ -418,9 +418,15 @@ class Client:
     # nodes
 
     async def put_schedule(self, schedule: Schedule) -> Schedule:
-        """Create or replace a recurring schedule; every node fires from it at once.
-        Returns it as stored (`created_at` set: no tick before it fires)."""
+        """Create or replace a recurring schedule (what an operator does); every node fires
+        from it at once. Its state (the last tick fired) is kept. Returns it as stored
+        (`created_at` set: no tick before it fires)."""
         return await self._schedules.put(schedule)
+
+    async def ensure_schedule(self, schedule: Schedule) -> Schedule:
+        """Create a schedule only if none of its name exists (what an app calls at every
+        start: an operator's pause or change stays); returns the schedule in force."""
+        return await self._schedules.ensure(schedule)
 
     async def get_schedule(self, name: str) -> ScheduleInfo:
         """A schedule, its next fire time and what fired last; UnknownSchedule if none."""

@@ -78,6 +78,10 @@ class Schedules:
         """Create or replace a schedule; returns it as stored (`created_at` set)."""
         return await store.put(await self._etcd(), self._namespace, schedule)
 
+    async def ensure(self, schedule: Schedule) -> Schedule:
+        """Create a schedule if none of its name exists; returns the one in force."""
+        return await store.ensure(await self._etcd(), self._namespace, schedule)
+
     async def get(self, name: str) -> ScheduleInfo:
         """One schedule and its state; UnknownSchedule if there is none."""
         etcd = await self._etcd()

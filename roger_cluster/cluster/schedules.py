@@ -102,6 +102,15 @@ async def put(etcd: Etcd, namespace: str, schedule: Schedule) -> Schedule:
     return stored
 
 
+async def ensure(etcd: Etcd, namespace: str, schedule: Schedule) -> Schedule:
+    """Store a schedule only if none of its name exists (one create-if-absent); returns
+    the schedule in force, so an app that ensures it at every start keeps an operator's
+    changes (a pause, another cron)."""
+    stored = schedule.stamped()
+    holder = await etcd.create(keys.schedule(namespace, stored.name), stored.encode())
+    return stored if holder is None else Schedule.decode(holder.value)
+
+
 async def get(etcd: Etcd, namespace: str, name: str) -> Schedule:
     """The stored schedule; UnknownSchedule if there is none."""
     kv = await etcd.get(keys.schedule(namespace, name))

@@ -478,3 +478,16 @@ async def test_ticks_stop_piling_up_unstarted_past_the_cap_and_count_as_misfires
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_app_ensuring_its_schedule_at_every_start_keeps_an_operators_pause(
+    roger_client: Client, roger_partition: str
+) -> None:
+    mine = Schedule("nightly", roger_partition, TICKED, {}, cron="30 2 * * *")
+    created = await roger_client.ensure_schedule(mine)
+    assert created.cron == "30 2 * * *" and created.created_at > 0
+    await roger_client.pause_schedule("nightly")
+    again = await roger_client.ensure_schedule(Schedule("nightly", roger_partition, TICKED, {}, every=60))
+    assert again.paused and again.cron == "30 2 * * *" and again.created_at == created.created_at
+    replaced = await roger_client.put_schedule(Schedule("nightly", roger_partition, TICKED, {}, every=60))
+    assert (await roger_client.get_schedule("nightly")).schedule == replaced
