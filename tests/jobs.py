@@ -288,3 +288,19 @@ def _first_run(marker: str) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+class Punctual(Job):
+    """Records when it started beside when it was due (`context.scheduled_at`)."""
+
+    async def perform(self, args: Any) -> None:
+        assert self.context is not None
+        record(
+            args["ledger"],
+            event="start",
+            id=self.id,
+            t=time.time(),
+            due=self.context.scheduled_at,
+            retry=self.context.retry_count,
+            n=args.get("n"),
+        )

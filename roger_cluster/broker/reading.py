@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from .delaying import Delaying
 from .messages import Moved, Peeked, peeked
-from .publishing import Publishing
 
 # Progress of a long queue operation: (messages handled so far, messages ready when it began).
 OnCount = Callable[[int, int], None]
 
 
-class Reading(Publishing):
+class Reading(Delaying):
     """Peeking, moving and taking the messages of a queue."""
 
     async def peek(self, name: str, limit: int) -> list[Peeked]:

@@ -23,7 +23,7 @@ class Action(enum.Enum):
     """What settling does with the delivery."""
 
     ACK = "ack"  # done, failed for good and logged, cancelled, or parked
-    RETRY = "retry"  # publish `message` to the retry queue of `delay`, then ack
+    RETRY = "retry"  # publish `message` through the delay levels for `delay` s, then ack
     BURY = "bury"  # publish to the buried queue with `headers`, then ack
     REQUEUE = "requeue"  # give it back to RabbitMQ (shutdown): not a retry
 
