@@ -56,6 +56,7 @@ from .names import check_partition, check_queue
 from .overview import NodeConsumer, PartitionInfo, QueueInfo, Reader, node_consumers, placed
 from .placement import NodeProfile, runs_on
 from .queue_contents import BuriedJob, QueueContents, QueuedJob
+from .scheduled import Scheduled, read_scheduled
 
 # Names moved to enqueue.py, overview.py and queue_contents.py stay importable from here.
 __all__ = [
@@ -390,6 +391,13 @@ class Client:
         """
         etcd = await self.etcd()
         await request_cancel(etcd, self.namespace, partition, job_id, self.cancel_ttl)
+
+    async def scheduled(self, partition: str, limit: int = 100) -> Scheduled:
+        """What waits in the delay levels for `partition` (delayed jobs and retries): the
+        first `limit` jobs, soonest first, and the count per delay band. Each level is read
+        whole and given back in its order, so nothing is reordered or taken (see
+        `scheduled.py`); a level too full to read is only counted."""
+        return await read_scheduled(self.broker, self.namespace, partition, limit)
 
     # buried jobs
 

@@ -57,6 +57,7 @@ class Enqueuer:
         self._etcd = etcd
         self._namespace = namespace
         self._known_queues: set[str] = set()
+        self._checking = asyncio.Lock()
 
     async def one(self, message: JobMessage, partition: str, when: When | None = None) -> str:
         """Enqueue one message (delayed, with `when`); returns its id once RabbitMQ confirmed it."""
@@ -120,10 +121,13 @@ class Enqueuer:
         """UnroutableJob unless the job's partition queue exists (once per queue): a job
         that waits first, or waits its turn, would find out too late."""
         main = queue_name(partition, message.queue)
-        if main not in self._known_queues:
-            if await broker.stats(main) is None:
-                raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
-            self._known_queues.add(main)
+        if main in self._known_queues:
+            return
+        async with self._checking:  # the first jobs of `many` ask once, not a thousand times
+            if main not in self._known_queues:
+                if await broker.stats(main) is None:
+                    raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
+                self._known_queues.add(main)
 
     async def _park(self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str) -> None:
         """Park the job in its key's waiting queue (`keyed.park`): counted, published, and

@@ -21,12 +21,13 @@ from typing import Any
 from ..broker import Broker, Delivery, KeptConsumer, RawDelivery
 from ..errors import RogerError
 from ..names import due_queue_name, undeliverable_queue_name
+from .acks import Acker
 
 log = logging.getLogger(__name__)
 
 # Moves under way per node: each is one confirmed publish, so a burst of due jobs
 # (thousands enqueued with one delay) is moved at thousands a second.
-DUE_PREFETCH = 100
+DUE_PREFETCH = 250
 # A move RabbitMQ refused is given back after this pause (the channel may be gone).
 MOVE_AGAIN_DELAY = 1.0
 
@@ -47,6 +48,7 @@ class DueQueue:
             broker, self.queue_name, self._on_due, broker.plain_arguments(), prefetch=DUE_PREFETCH
         )
         self._working: set[asyncio.Task[Any]] = set()
+        self._acker = Acker(max_batch=DUE_PREFETCH // 2)  # batched acks, as a partition queue's
 
     @property
     def is_alive(self) -> bool:
@@ -62,17 +64,22 @@ class DueQueue:
         if self.is_alive:
             return
         await self.broker.declare_delays(self.namespace, again=True)
+        consumer = self._kept.consumer
         await self._kept.start()
+        if self._kept.consumer is not consumer:  # a new channel: its tags start again
+            self._acker = Acker(max_batch=DUE_PREFETCH // 2)
 
     async def close(self) -> None:
         """Stop consuming; unacked messages go back to the due queue."""
         for task in list(self._working):
             task.cancel()
         await asyncio.gather(*self._working, return_exceptions=True)
+        await self._acker.flush()
         await self._kept.close()
 
     async def _on_due(self, raw: RawDelivery) -> None:
         delivery = Delivery.from_raw(raw)
+        self._acker.track(delivery)
         task = asyncio.current_task()  # aiormq's task for this delivery
         if task is not None:
             self._working.add(task)
@@ -84,8 +91,8 @@ class DueQueue:
 
     async def _move(self, delivery: Delivery) -> None:
         try:
-            reason = await self.broker.deliver_due(self.namespace, delivery.body, delivery.properties())
-            await delivery.ack()
+            reason = await self.broker.deliver_due(self.namespace, delivery)
+            await self._acker.ack(delivery)
         except asyncio.CancelledError:
             raise
         except RogerError as e:  # RabbitMQ refused: the message stays, and comes again
@@ -98,6 +105,7 @@ class DueQueue:
             await asyncio.sleep(MOVE_AGAIN_DELAY)
             try:
                 await delivery.give_back()
+                self._acker.settled(delivery)
             except RogerError as again:
                 log.debug("due job %s goes back with its channel: %s", delivery.message_id, again)
             return
@@ -113,4 +121,4 @@ class DueQueue:
 
 def _partition(delivery: Delivery) -> str:
     """The partition a job's message names (its app_id), for the logs."""
-    return str(delivery.properties().get("app_id") or "?")
+    return str(delivery.amqp_properties.app_id or "?")

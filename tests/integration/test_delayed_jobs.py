@@ -1,18 +1,134 @@
-"""Delayed jobs on real nodes: they wait in the delay levels, unacked by nobody, and run when due."""
+"""Delayed jobs on real nodes: they wait in the delay levels, held unacked by nobody, and
+run once due; retries take the same way; cancelling and `job scheduled` work on them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from roger_cluster import Client
+from roger_cluster.broker import REASON_HEADER
+from roger_cluster.delays import LEVELS
 from roger_cluster.management import Management
+from roger_cluster.names import delay_queue_name, due_queue_name, queue_name, undeliverable_queue_name
 from roger_cluster.testing import NodeFactory, eventually, start_consuming
 from roger_cluster.testing.ledger import events
+from roger_cluster.testing.rogerctl import rogerctl
 from tests import jobs
 
+MANY = 5000
+DELAY = 5.0
+LATE = 1.5  # the issue's "between 5 and 6.5 s"
+PACE = 250  # jobs per enqueue_many
+RATE = 1500  # jobs enqueued per second
+UNACKED = "messages_unacknowledged"
 
-async def test_a_delayed_job_runs_no_earlier_than_its_due_time_and_knows_it(
+
+def waiting_queues(namespace: str, partition: str) -> set[str]:
+    """Every queue a delayed job of the test may sit in: the levels, the due queue, its own."""
+    levels = {delay_queue_name(namespace, k) for k in range(LEVELS)}
+    return levels | {due_queue_name(namespace), queue_name(partition, "default")}
+
+
+async def test_five_thousand_delayed_jobs_wait_with_nothing_unacked_then_run_within_1_5_s_of_due(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_namespace: str,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 50}, 2, "tests.jobs"
+    )
+    before = time.time()
+    # Light load: enqueued over about 3.3 s, so they come due at about 1,500 a second
+    # (two nodes share two cores with RabbitMQ and its console). Each job's lateness is
+    # measured from its own due time.
+    for start in range(0, MANY, PACE):
+        batch = [jobs.Punctual.create({"ledger": str(ledger)}) for _ in range(PACE)]
+        await roger_client.enqueue_many(batch, roger_partition, delay=DELAY)
+        await asyncio.sleep(max(0.0, before + start / RATE - time.time()))
+    first_due = before + DELAY
+    watched = waiting_queues(roger_namespace, roger_partition)
+
+    # While they wait (until half a second before the first is due) they are all in the
+    # delay levels (AMQP's exact ready counts, but for those changing levels), and the
+    # console shows nothing unacked: on any queue they may be in (its counts of quorum
+    # queues lag up to 5 s), nor on any channel of the nodes (refreshed every 0.5 s).
+    broker = await roger_client.broker()
+    levels = [delay_queue_name(roger_namespace, k) for k in range(LEVELS)]
+    samples = 0
+    while time.time() < first_due - 0.5:
+        queues = _list(await roger_management.api(f"/api/queues/%2F?columns={UNACKED},name"))
+        assert [q for q in queues if q["name"] in watched and q.get(UNACKED)] == []
+        channels = _list(await roger_management.api(f"/api/channels?columns={UNACKED},name"))
+        assert [c for c in channels if c.get(UNACKED)] == []
+        ready = [await broker.stats(name) for name in levels]
+        if sum(s.ready for s in ready if s is not None) == MANY:  # not while some change levels
+            samples += 1
+        # Each sample asks the management API for every queue and channel: not too often.
+        await asyncio.sleep(max(0.0, min(1.0, first_due - 0.5 - time.time())))
+    assert samples >= 1, "the jobs were never seen all in the delay levels"
+
+    await eventually(lambda: len(events(ledger, "start")) >= MANY, timeout=30)
+    starts = events(ledger, "start")
+    assert len({s["id"] for s in starts}) == MANY == len(starts)
+    lateness = sorted(s["t"] - s["due"] for s in starts)
+    assert lateness[0] >= 0, "a job ran before it was due"
+    print(
+        f"lateness p50 {lateness[MANY // 2]:.2f} p99 {lateness[int(MANY * 0.99)]:.2f} max {lateness[-1]:.2f}"
+    )
+    assert lateness[-1] <= LATE, f"latest {lateness[-1]:.2f} s after due (p50 {lateness[MANY // 2]:.2f} s)"
+    assert min(s["due"] for s in starts) >= first_due
+
+
+async def test_a_delay_of_30_days_is_accepted_and_job_scheduled_shows_it_with_its_due_time(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    args = json.dumps({"ledger": str(ledger)})
+    enqueued = rogerctl(
+        node_factory, "--json", "job", "enqueue", roger_partition, "tests.jobs:Punctual", args, "--in", "30d"
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    sent = json.loads(enqueued.stdout)
+    assert abs(sent["due"] - (time.time() + 30 * 86400)) < 60
+
+    listed = rogerctl(node_factory, "job", "scheduled", roger_partition, "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert found["total"] == 1 and found["bands"]["later"] == 1
+    [job] = found["jobs"]
+    assert job["id"] == sent["id"] and job["job"] == "tests.jobs:Punctual" and job["queue"] == "default"
+    assert abs(job["due"] - sent["due"]) < 1
+
+    table = rogerctl(node_factory, "job", "scheduled", roger_partition)
+    assert table.returncode == 0, table.stderr
+    assert "1 job(s) waiting" in table.stdout and sent["id"] in table.stdout and "30d" in table.stdout
+
+
+async def test_bad_delays_are_refused_by_rogerctl_with_usage_errors(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    for flag, value, says in [
+        ("--in", "soon", "90s, 15m"),
+        ("--in", "100d", "limit"),
+        ("--at", "2026-12-24T09:00:00", "offset"),
+        ("--at", "christmas", "ISO 8601"),
+    ]:
+        done = rogerctl(
+            node_factory, "job", "enqueue", roger_partition, "tests.jobs:Record", "{}", flag, value
+        )
+        assert done.returncode == 2 and says in done.stderr, (flag, value, done.stderr)
+    assert (await roger_client.scheduled(roger_partition)).total == 0
+
+
+async def test_a_cancelled_delayed_job_does_not_run_when_due(
     node_factory: NodeFactory,
     roger_client: Client,
     roger_management: Management,
@@ -22,10 +138,102 @@ async def test_a_delayed_job_runs_no_earlier_than_its_due_time_and_knows_it(
     await start_consuming(
         node_factory, roger_client, roger_management, roger_partition, {"default": 2}, jobs="tests.jobs"
     )
-    before = time.time()
+    cancelled = jobs.Punctual.create({"ledger": str(ledger)})
+    witness = jobs.Punctual.create({"ledger": str(ledger)})
+    await roger_client.enqueue(cancelled, roger_partition, delay=2)
+    await roger_client.cancel(roger_partition, cancelled.id)
+    await roger_client.enqueue(witness, roger_partition, delay=2.5)
+
+    await eventually(lambda: events(ledger, "start", witness.id), timeout=15)
+    # Both came due (the witness after it) and left the partition queue: one ran, one was dropped.
+    main = queue_name(roger_partition, "default")
+    await eventually(lambda: _empty(roger_management, main), timeout=10)
+    assert events(ledger, "start", cancelled.id) == []
+
+
+async def test_a_failing_retryable_job_retries_through_the_delay_levels_with_its_retry_count(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    await node_factory.start(jobs="tests.jobs", ROGER_RETRY_LEVELS="3,1")
+    await roger_client.start_partition(roger_partition, {"default": 2})
+    job = jobs.Flaky.create({"ledger": str(ledger), "failures": 2})
+    await roger_client.enqueue(job, roger_partition)
+
+    async def waiting_its_retry() -> bool:
+        found = await roger_client.scheduled(roger_partition)
+        assert [(j.id, j.retry_count) for j in found.jobs] == [(job.id, 1)]
+        return True
+
+    await eventually(waiting_its_retry, timeout=10)
+    await eventually(lambda: events(ledger, "end"), timeout=20)
+    starts = events(ledger, "start")
+    assert [s["retry"] for s in starts] == [0, 1, 2]
+    assert 3.0 <= starts[1]["t"] - starts[0]["t"] < 3.0 + 1.5
+    assert 1.0 <= starts[2]["t"] - starts[1]["t"] < 1.0 + 1.5
+    names = [q.name for q in await roger_management.queues()]
+    assert not [n for n in names if ".retry." in n], names
+
+
+async def test_job_scheduled_reads_the_levels_without_reordering_them(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 1}, jobs="tests.jobs"
+    )
+    batch = [jobs.Punctual.create({"ledger": str(ledger), "n": n}) for n in range(20)]
+    for job in batch:  # their due times 50 ms apart: a reordered level shows, a race does not
+        await roger_client.enqueue(job, roger_partition, delay=5)
+        await asyncio.sleep(0.05)
+    for _ in range(2):
+        found = await roger_client.scheduled(roger_partition)
+        assert [j.id for j in found.jobs] == [j.id for j in batch]
+        assert found.total == len(batch) and found.bands["within a minute"] == len(batch)
+
+    await eventually(lambda: len(events(ledger, "start")) == len(batch), timeout=20)
+    assert [s["n"] for s in events(ledger, "start")] == list(range(len(batch)))
+
+
+async def test_a_due_job_whose_queue_was_deleted_is_kept_in_the_undeliverable_queue(
+    roger_client: Client,
+    roger_management: Management,
+    roger_namespace: str,
+    roger_partition: str,
+    node_factory: NodeFactory,
+    ledger: Path,
+) -> None:
+    await roger_client.start_partition(roger_partition, {"default": 1, "gone": 1})
+    await node_factory.start(jobs="tests.jobs")
     job = jobs.Punctual.create({"ledger": str(ledger)})
-    await roger_client.enqueue(job, roger_partition, delay=1.5)
-    await eventually(lambda: events(ledger, "start"), timeout=15)
-    [start] = events(ledger, "start")
-    assert before + 1.5 <= start["due"] <= time.time()
-    assert start["due"] <= start["t"] < start["due"] + 1.0
+    await roger_client.enqueue(job, roger_partition, "gone", delay=1.5)
+    await roger_client.set_partition(roger_partition, {"default": 1})
+    assert await roger_management.delete_queue(queue_name(roger_partition, "gone"))
+
+    broker = await roger_client.broker()
+    parked = undeliverable_queue_name(roger_namespace)
+
+    async def kept() -> bool:
+        stats = await broker.stats(parked)
+        return stats is not None and stats.ready == 1
+
+    await eventually(kept, timeout=15)
+    [message] = await broker.peek(parked, 10)
+    assert message.properties["message_id"] == job.id
+    assert "does not exist" in message.headers[REASON_HEADER]
+
+
+def _list(data: object) -> list[dict[str, Any]]:
+    assert isinstance(data, list)
+    return [item for item in data if isinstance(item, dict)]
+
+
+async def _empty(management: Management, queue: str) -> bool:
+    info = await management.queue(queue)
+    return info is not None and info.messages == 0
