@@ -17,6 +17,7 @@ from roger_cluster.names import delay_queue_name, due_queue_name, queue_name, un
 from roger_cluster.testing import NodeFactory, eventually, start_consuming
 from roger_cluster.testing.ledger import events
 from roger_cluster.testing.rogerctl import rogerctl
+from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
 
 MANY = 5000
@@ -237,3 +238,32 @@ def _list(data: object) -> list[dict[str, Any]]:
 async def _empty(management: Management, queue: str) -> bool:
     info = await management.queue(queue)
     return info is not None and info.messages == 0
+
+
+async def test_a_delayed_job_survives_a_rabbitmq_restart(
+    private_rabbitmq: RabbitServer,
+    roger_etcd_endpoints: str,
+    roger_namespace: str,
+    roger_partition: str,
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger"
+    amqp_url = private_rabbitmq.endpoint.amqp_url
+    factory = NodeFactory(amqp_url, roger_etcd_endpoints, roger_namespace, tmp_path)
+    try:
+        async with Client(amqp_url, roger_etcd_endpoints, roger_namespace) as client:
+            await client.start_partition(roger_partition, {"default": 2})
+            await factory.start(jobs="tests.jobs")
+            job = jobs.Punctual.create({"ledger": str(ledger)})
+            await client.enqueue(job, roger_partition, delay=6)
+            assert [j.id for j in (await client.scheduled(roger_partition)).jobs] == [job.id]
+
+            private_rabbitmq.stop()
+            private_rabbitmq.start()
+
+            await eventually(lambda: events(ledger, "start"), timeout=60)
+            [start] = events(ledger, "start")
+            assert start["id"] == job.id and start["t"] >= start["due"]
+            assert all(n.returncode is None for n in factory.nodes)
+    finally:
+        factory.cleanup()
