@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roger_cluster import Client
+import pytest
+
+from roger_cluster import Client, DuplicateJob, Job
 from roger_cluster.broker import REASON_HEADER
 from roger_cluster.delays import LEVELS
 from roger_cluster.management import Management
@@ -267,3 +269,41 @@ async def test_a_delayed_job_survives_a_rabbitmq_restart(
             assert all(n.returncode is None for n in factory.nodes)
     finally:
         factory.cleanup()
+
+
+async def test_a_delayed_job_keeps_its_keys_a_queue_key_taken_at_once_an_execution_key_when_due(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    await start_consuming(
+        node_factory, roger_client, roger_management, roger_partition, {"default": 4}, jobs="tests.jobs"
+    )
+    unique = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
+    await roger_client.enqueue(unique, roger_partition, delay=1.5)
+    # Scheduled counts as queued: the key is held from the enqueue on.
+    with pytest.raises(DuplicateJob):
+        await roger_client.enqueue(jobs.Unique.create({"ledger": str(ledger), "key": "k"}), roger_partition)
+    serial = [jobs.Serial.create({"ledger": str(ledger), "key": "s", "seq": n}) for n in range(3)]
+    for job in serial:
+        await roger_client.enqueue(job, roger_partition, delay=1.5)
+        await asyncio.sleep(0.05)
+
+    await eventually(lambda: len(events(ledger, "end")) == 4, timeout=20)
+    assert [e["seq"] for e in events(ledger, "start") if e["id"] != unique.id] == [0, 1, 2]
+    ends = {e["id"]: e["t"] for e in events(ledger, "end")}
+    starts = {e["id"]: e["t"] for e in events(ledger, "start")}
+    assert starts[serial[1].id] >= ends[serial[0].id] and starts[serial[2].id] >= ends[serial[1].id]
+    # Once it ran, the key is free again.
+    again = jobs.Unique.create({"ledger": str(ledger), "key": "k"})
+    await eventually(lambda: _enqueued(roger_client, again, roger_partition), timeout=10)
+
+
+async def _enqueued(client: Client, job: Job, partition: str) -> bool:
+    try:
+        await client.enqueue(job, partition)
+    except DuplicateJob:
+        return False
+    return True
