@@ -4,7 +4,8 @@ The delay levels (`broker/delaying.py`) end in one queue per namespace; this
 consumes it on every node, like the release queue, and moves each message to
 the queue its `x-roger-target` header names: published there (confirmed,
 mandatory) before it is acked here, so a node dying in between can leave a
-copy, never lose one. A message is never dropped: one whose target no longer
+copy, never lose one (acks go out batched, as a partition queue's do, so up
+to a batch of copies). A message is never dropped: one whose target no longer
 exists (its partition was removed) or that names none goes to the
 namespace's undeliverable queue with the reason, and is logged. Nothing is
 delayed again by this node's clock: the TTLs of the levels already made sure
@@ -95,15 +96,18 @@ class DueQueue:
             await self._acker.ack(delivery)
         except asyncio.CancelledError:
             raise
-        except RogerError as e:  # RabbitMQ refused: the message stays, and comes again
-            log.warning(
+        except Exception as e:  # RabbitMQ refused (or a fault of ours): it stays, comes again
+            ours = not isinstance(e, RogerError)
+            log.log(
+                logging.ERROR if ours else logging.WARNING,
                 "could not move due job %s of %s (%s); trying again",
                 delivery.message_id,
                 _partition(delivery),
                 e,
+                exc_info=ours,
             )
             await asyncio.sleep(MOVE_AGAIN_DELAY)
-            try:
+            try:  # given back, not left unacked: that would hold back the acks of later ones
                 await delivery.give_back()
                 self._acker.settled(delivery)
             except RogerError as again:
