@@ -307,3 +307,30 @@ async def _enqueued(client: Client, job: Job, partition: str) -> bool:
     except DuplicateJob:
         return False
     return True
+
+
+async def test_delayed_jobs_and_retries_work_on_classic_queues_too(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_rabbitmq_url: str,
+    roger_etcd_endpoints: str,
+    roger_namespace: str,
+    roger_management: Management,
+    roger_partition: str,
+    ledger: Path,
+) -> None:
+    await node_factory.start(jobs="tests.jobs", ROGER_QUEUE_TYPE="classic", ROGER_RETRY_LEVELS="1")
+    async with Client(
+        roger_rabbitmq_url, roger_etcd_endpoints, roger_namespace, queue_type="classic"
+    ) as client:
+        await client.start_partition(roger_partition, {"default": 2})
+        delayed = jobs.Punctual.create({"ledger": str(ledger)})
+        flaky = jobs.Flaky.create({"ledger": str(ledger), "failures": 1})
+        await client.enqueue(delayed, roger_partition, delay=1)
+        await client.enqueue(flaky, roger_partition)
+        await eventually(lambda: events(ledger, "start", delayed.id) and events(ledger, "end"), timeout=20)
+    [start] = events(ledger, "start", delayed.id)
+    assert start["due"] <= start["t"] < start["due"] + 1.0
+    assert [s["retry"] for s in events(ledger, "start", flaky.id)] == [0, 1]
+    level = await roger_management.queue(delay_queue_name(roger_namespace, 3))
+    assert level is not None and level.type == "classic"
