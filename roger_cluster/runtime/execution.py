@@ -54,7 +54,7 @@ class Execution:
     """One delivery on its way through the runtime."""
 
     partition: str
-    queue: str  # the partition queue the job belongs to (its buried and retry queues follow)
+    queue: str  # the partition queue the job belongs to (its buried queue follows; a retry returns to it)
     delivery: Delivery
     message: JobMessage | None = None  # None until decoded, and for a body that is not a job
     job: Job | None = None  # set once the class is resolved
