@@ -16,6 +16,8 @@ runtime.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -41,8 +43,10 @@ from .config import (
     AmqpConfig,
     EtcdConfig,
 )
-from .enqueue import ENQUEUE_WINDOW, Enqueuer
+from .delays import Delay, check_at, check_delay
+from .enqueue import ENQUEUE_WINDOW, Enqueuer, When
 from .errors import (
+    ConfigError,
     InvalidEntry,
     UnknownQueue,
 )
@@ -53,6 +57,7 @@ from .overview import NodeConsumer, PartitionInfo, QueueInfo, Reader, node_consu
 from .placement import NodeProfile, runs_on
 from .queue_contents import BuriedJob, QueueContents, QueuedJob
 from .schedule_admin import ScheduleInfo, Schedules
+from .scheduled import Scheduled, read_scheduled
 from .schedules import Schedule
 
 # Names moved to enqueue.py, overview.py and queue_contents.py stay importable from here.
@@ -145,32 +150,62 @@ class Client:
 
     # jobs
 
-    async def enqueue(self, job: Job, partition: str, queue: str | None = None) -> str:
+    async def enqueue(
+        self,
+        job: Job,
+        partition: str,
+        queue: str | None = None,
+        *,
+        delay: Delay | None = None,
+        at: datetime.datetime | None = None,
+    ) -> str:
         """Publish `job` to `partition` and wait for RabbitMQ's confirm; returns the job id.
 
+        With `delay` (seconds, or a timedelta) or `at` (an aware datetime) the job
+        waits in RabbitMQ and runs no earlier than then (up to `delays.MAX_DELAY`
+        ahead; a time already past runs it at once); see docs/scheduling.md.
         Raises UnroutableJob if the partition or queue does not exist,
-        JobError for args that cannot be sent, BrokerConnectionError if
-        RabbitMQ cannot be reached.
+        JobError for args that cannot be sent, ConfigError for a bad delay,
+        BrokerConnectionError if RabbitMQ cannot be reached.
         """
-        return await self.enqueue_message(JobMessage.from_job(job, queue), partition)
+        return await self.enqueue_message(JobMessage.from_job(job, queue), partition, delay=delay, at=at)
 
-    async def enqueue_message(self, message: JobMessage, partition: str) -> str:
+    async def enqueue_message(
+        self,
+        message: JobMessage,
+        partition: str,
+        *,
+        delay: Delay | None = None,
+        at: datetime.datetime | None = None,
+    ) -> str:
         """Enqueue a prepared message (as `rogerctl job enqueue` does); returns its id.
 
         A plain job is one confirmed publish. A job with a queue key first takes
         the key in etcd (DuplicateJob if held) and gives it back if the publish
         fails; a job with an execution key goes to its key's waiting queue.
+        `delay` and `at` as for `enqueue`.
         """
-        return await self._enqueuer.one(message, partition)
+        return await self._enqueuer.one(message, partition, when_of(delay, at))
 
-    async def enqueue_many(self, jobs: Iterable[Job], partition: str, queue: str | None = None) -> list[str]:
+    async def enqueue_many(
+        self,
+        jobs: Iterable[Job],
+        partition: str,
+        queue: str | None = None,
+        *,
+        delay: Delay | None = None,
+        at: datetime.datetime | None = None,
+    ) -> list[str]:
         """Enqueue many jobs with up to ENQUEUE_WINDOW confirms in flight at once.
 
         Returns once every job is confirmed. If one fails, the first error is
         raised after the rest were tried; jobs confirmed before it are queued.
+        `delay` and `at` as for `enqueue`, the same for every job (a delay
+        counts from each job's own publish).
         """
         check_partition(partition)
-        return await self._enqueuer.many([JobMessage.from_job(job, queue) for job in jobs], partition)
+        when = when_of(delay, at)
+        return await self._enqueuer.many([JobMessage.from_job(job, queue) for job in jobs], partition, when)
 
     # partitions
 
@@ -361,6 +396,13 @@ class Client:
         etcd = await self.etcd()
         await request_cancel(etcd, self.namespace, partition, job_id, self.cancel_ttl)
 
+    async def scheduled(self, partition: str, limit: int = 100) -> Scheduled:
+        """What waits in the delay levels for `partition` (delayed jobs and retries): the
+        first `limit` jobs, soonest first, and the count per delay band. Each level is read
+        whole and given back in its order, so nothing is reordered or taken (see
+        `scheduled.py`); a level too full to read is only counted."""
+        return await read_scheduled(self.broker, self.namespace, partition, limit)
+
     # buried jobs
 
     async def buried(self, partition: str, queue: str, limit: int = 100) -> list[BuriedJob]:
@@ -470,3 +512,17 @@ class Client:
                 self.namespace, partitions, lambda spec: any(runs_on(spec, n) for n in live)
             )
         return findings
+
+
+def when_of(delay: Delay | None, at: datetime.datetime | None) -> When | None:
+    """The `When` of an enqueue's `delay` / `at`, checked; None to enqueue at once."""
+    if delay is None and at is None:
+        return None
+    if delay is not None and at is not None:
+        raise ConfigError("give a delay or a time (at), not both")
+    if at is not None:
+        stamp = check_at(at)
+        return When(at=stamp) if stamp > time.time() else None
+    assert delay is not None
+    seconds = check_delay(delay)
+    return When(delay=seconds) if seconds > 0 else None

@@ -7,12 +7,19 @@ outlives a job that was not queued. A job with an execution key is parked in
 its key's waiting queue (`keyed.park`, the protocol the node uses too).
 `Enqueuer.many` keeps up to `ENQUEUE_WINDOW` confirms in flight, and the jobs
 of one execution key in their order.
+
+A delayed job (`When`) is published through the namespace's delay levels to
+its partition queue (`broker/delaying.py`), keys and all: its queue key is
+taken now (a scheduled job counts as queued), and a job with an execution key
+is parked by the node it reaches once due, as a retried one is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 from .broker import Broker
 from .cluster import queuekeys
@@ -26,6 +33,19 @@ from .names import check_partition, queue_name
 ENQUEUE_WINDOW = 1000
 
 
+@dataclass(frozen=True)
+class When:
+    """When a delayed job is due: `delay` seconds after its publish, or at `at` (Unix time).
+    Checked by the caller (`delays.check_delay`, `delays.check_at`)."""
+
+    delay: float | None = None
+    at: float | None = None
+
+    def due(self) -> float:
+        """The due time of a job published now."""
+        return self.at if self.at is not None else time.time() + (self.delay or 0.0)
+
+
 class Enqueuer:
     """Publishes job messages for the client; connects on first use (`broker`, `etcd`
     are the client's getters), so constructing it does no I/O."""
@@ -37,31 +57,41 @@ class Enqueuer:
         self._etcd = etcd
         self._namespace = namespace
         self._known_queues: set[str] = set()
+        self._checking = asyncio.Lock()
 
-    async def one(self, message: JobMessage, partition: str) -> str:
-        """Enqueue one message; returns its id once RabbitMQ confirmed it."""
+    async def one(self, message: JobMessage, partition: str, when: When | None = None) -> str:
+        """Enqueue one message (delayed, with `when`); returns its id once RabbitMQ confirmed it."""
         check_partition(partition)
         broker = await self._broker()
-        if message.queue_key is None and message.execution_key is None:
+        if message.queue_key is None and message.execution_key is None and when is None:
             await broker.publish(message, partition)  # the hot path: no etcd
             return message.id
-        etcd = await self._etcd()
+        if when is not None:
+            await self._check_queue(broker, message, partition)
+        etcd = await self._etcd() if message.queue_key is not None or when is None else None
         if message.queue_key is not None:
+            assert etcd is not None
             await queuekeys.take(etcd, self._namespace, partition, message.queue_key, message.id)
         try:
-            if message.execution_key is None:
+            if when is not None:
+                await self._delayed(broker, message, partition, when)
+            elif message.execution_key is None:
                 await broker.publish(message, partition)
             else:
+                assert etcd is not None
                 await self._park(broker, etcd, message, partition)
         except BaseException:
             if message.queue_key is not None:
+                assert etcd is not None
                 await queuekeys.release(etcd, self._namespace, partition, message.queue_key, message.id)
             raise
         return message.id
 
-    async def many(self, messages: Sequence[JobMessage], partition: str) -> list[str]:
-        """Enqueue every message, up to ENQUEUE_WINDOW at once; the first error is raised
-        after the rest were tried (those confirmed before it are queued)."""
+    async def many(
+        self, messages: Sequence[JobMessage], partition: str, when: When | None = None
+    ) -> list[str]:
+        """Enqueue every message (each delayed by `when`), up to ENQUEUE_WINDOW at once; the
+        first error is raised after the rest were tried (those confirmed before it are queued)."""
         check_partition(partition)
         units = _units(messages)
         pending = iter(units)
@@ -71,7 +101,7 @@ class Enqueuer:
             for unit in pending:
                 for message in unit:
                     try:
-                        await self.one(message, partition)
+                        await self.one(message, partition, when)
                     except Exception as e:
                         errors.append(e)
 
@@ -80,14 +110,29 @@ class Enqueuer:
             raise errors[0]
         return [m.id for m in messages]
 
+    async def _delayed(self, broker: Broker, message: JobMessage, partition: str, when: When) -> None:
+        """Publish a job through the delay levels, due at `when`; `perform` reads its due
+        time as `context.scheduled_at`. A due time already past publishes it at once (a job
+        with an execution key then goes to its partition queue, to be parked there)."""
+        due = when.due()
+        await broker.publish_delayed(replace(message, scheduled_at=due), partition, self._namespace, due)
+
+    async def _check_queue(self, broker: Broker, message: JobMessage, partition: str) -> None:
+        """UnroutableJob unless the job's partition queue exists (once per queue): a job
+        that waits first, or waits its turn, would find out too late."""
+        main = queue_name(partition, message.queue)
+        if main in self._known_queues:
+            return
+        async with self._checking:  # the first jobs of `many` ask once, not a thousand times
+            if main not in self._known_queues:
+                if await broker.stats(main) is None:
+                    raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
+                self._known_queues.add(main)
+
     async def _park(self, broker: Broker, etcd: Etcd, message: JobMessage, partition: str) -> None:
         """Park the job in its key's waiting queue (`keyed.park`): counted, published, and
         the key woken if nobody holds it; nothing is left behind if it raises."""
-        main = queue_name(partition, message.queue)
-        if main not in self._known_queues:
-            if await broker.stats(main) is None:
-                raise UnroutableJob(f"publishing job {message.id} to {main}: no queue takes it")
-            self._known_queues.add(main)
+        await self._check_queue(broker, message, partition)
         await park(broker, ExecKeys(etcd, self._namespace), message, partition)
 
 

@@ -205,6 +205,19 @@ class Management:
                 deleted += 1
         return deleted
 
+    async def delete_exchanges(self, prefix: str, vhost: str = "/") -> int:
+        """Delete every exchange whose name starts with `prefix`; how many went."""
+        if not prefix:
+            raise ConfigError("refusing to delete every exchange: give a non-empty prefix")
+        data = await asyncio.to_thread(self._get, f"/api/exchanges/{_q(vhost)}")
+        deleted = 0
+        for item in _list(data):
+            name = _str(_obj(item), "name")
+            path = f"/api/exchanges/{_q(vhost)}/{_q(name or '')}"
+            if name and name.startswith(prefix) and await asyncio.to_thread(self._delete, path):
+                deleted += 1
+        return deleted
+
     # -- blocking API (readiness probes run outside any event loop) ---------
 
     def overview_blocking(self) -> _Json:

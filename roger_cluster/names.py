@@ -3,7 +3,10 @@
 A partition `myapp` with a queue `default` lives in the RabbitMQ queue
 `myapp-default`. Partition and queue names may not contain `-` or `.`, so no
 two (partition, queue) pairs can map to the same RabbitMQ queue, and no queue
-can be mistaken for a derived one (`myapp-default.buried`, `.retry.<s>`).
+can be mistaken for a derived one (`myapp-default.buried`; `.retry.<s>`, the
+retry queues of releases before the delay levels). The
+namespace's own queues and exchanges start with `roger.`, which no partition
+queue can.
 """
 
 from __future__ import annotations
@@ -95,11 +98,6 @@ def buried_queue_name(partition: str, queue: str) -> str:
     return f"{queue_name(partition, queue)}.buried"
 
 
-def retry_queue_name(partition: str, queue: str, delay: int) -> str:
-    """The RabbitMQ queue holding jobs `delay` seconds before their next attempt."""
-    return f"{queue_name(partition, queue)}.retry.{delay}"
-
-
 def control_queue_name(namespace: str, node: str) -> str:
     """The queue a node takes requests on (`rogerctl job running`): one per node,
     exclusive to its connection. It starts with `roger.`, which no partition
@@ -119,6 +117,49 @@ def release_queue_name(namespace: str) -> str:
     if len(name.encode()) > 255:  # an AMQP short string
         raise ConfigError(f"release queue name {name[:40]!r}… is longer than 255 bytes")
     return name
+
+
+def namespace_prefix(namespace: str) -> str:
+    """What the names of a namespace's own queues and exchanges start with."""
+    return f"roger.{namespace.strip('/')}."
+
+
+def _namespaced(namespace: str, suffix: str, what: str) -> str:
+    """A name of the namespace's own objects: starts with `roger.`, which no partition
+    queue can (partition names hold no `.`)."""
+    name = namespace_prefix(namespace) + suffix
+    if len(name.encode()) > 255:  # an AMQP short string
+        raise ConfigError(f"{what} name {name[:40]!r}… is longer than 255 bytes")
+    return name
+
+
+def delay_queue_name(namespace: str, level: int) -> str:
+    """The queue of delay level `level` (`delays.py`): holds messages 2**level units, then
+    dead-letters them to the exchange of the level below. Shared by every partition."""
+    return _namespaced(namespace, f"delay.{level}", "delay queue")
+
+
+def delay_exchange_name(namespace: str, level: int) -> str:
+    """The topic exchange of delay level `level`: a message whose bit `level` is set goes
+    to the level's queue, else on to the exchange of the level below."""
+    return _namespaced(namespace, f"delay.{level}", "delay exchange")
+
+
+def due_queue_name(namespace: str) -> str:
+    """The queue of delayed messages now due: every node moves them to their target queue."""
+    return _namespaced(namespace, "delay.due", "due queue")
+
+
+def undeliverable_queue_name(namespace: str) -> str:
+    """Where a due message goes whose target queue no longer exists (or that names none):
+    kept for an operator, never dropped."""
+    return _namespaced(namespace, "delay.undeliverable", "undeliverable queue")
+
+
+def is_partition_queue(name: str) -> bool:
+    """Whether `name` can be a partition queue (`<partition>-<queue>`)."""
+    partition, sep, queue = name.partition("-")
+    return bool(sep) and bool(_NAME.fullmatch(partition)) and bool(_NAME.fullmatch(queue))
 
 
 MAX_CONCURRENCY = 10_000

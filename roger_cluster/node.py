@@ -35,6 +35,7 @@ from .metrics import Metrics
 from .placement import NodeProfile, desired_queues, draining_partitions
 from .runtime.chains import Chains
 from .runtime.consumer import QueueConsumer
+from .runtime.due import DueQueue
 from .runtime.pipeline import Pipeline
 from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
@@ -93,6 +94,8 @@ class Node:
         self.releaser = Releaser(self.broker, self.etcd, config.etcd.namespace)  # keys of settled jobs
         self.release_queue = ReleaseQueue(self.broker, self.etcd, config.etcd.namespace)
         self.release_queue.on_closed(self._dirty.set)
+        self.due_queue = DueQueue(self.broker, config.etcd.namespace)  # delayed jobs now due
+        self.due_queue.on_closed(self._dirty.set)
         self.exec_keys = ExecKeys(self.etcd, config.etcd.namespace)
         self.chains = Chains(
             self.broker, self.exec_keys, config.name, self._lease_id, self.releaser, config.waiting_idle
@@ -130,7 +133,7 @@ class Node:
         self._worker = Worker(
             registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
         )
-        settler = Settler(self.broker, self.exec_keys, self.releaser)
+        settler = Settler(self.broker, self.exec_keys, self.releaser, self.config.etcd.namespace)
         self._pipeline = Pipeline(
             self._worker, settler, self.chains, self.config.amqp.delivery_limit, self.ticks
         )
@@ -261,6 +264,7 @@ class Node:
         if self.control is not None:
             await self.control.close()
         await self.release_queue.close()
+        await self.due_queue.close()
         await self.broker.close()
         await self.etcd.close()
 
@@ -353,7 +357,12 @@ class Node:
         A failure (the control queue still held by our previous connection) is
         retried soon, and never keeps the node from converging its queues.
         """
-        for part, what in ((self.control, "answer control requests"), (self.release_queue, "release keys")):
+        parts = (
+            (self.control, "answer control requests"),
+            (self.release_queue, "release keys"),
+            (self.due_queue, "move due delayed jobs"),
+        )
+        for part, what in parts:
             if part is None or part.is_alive:
                 continue
             try:
@@ -416,6 +425,7 @@ class Node:
 
     async def _reconnect_broker(self) -> None:
         await self.release_queue.close()
+        await self.due_queue.close()
         for consumer in self.consumers.values():
             await consumer.close()
         self.consumers.clear()

@@ -2,8 +2,9 @@
 
 Pure policy, no I/O, below both its users: the configuration checks levels
 (`check_levels`, `DEFAULT_LEVELS`) and the worker asks `next_delay`, then the
-job goes to the retry queue of that level (RabbitMQ holds it for the delay and
-dead-letters it back to the main queue) or is buried when the levels ran out.
+job waits that long in the namespace's delay levels (RabbitMQ holds it, then a
+node moves it back to its main queue: `broker/delaying.py`) or is buried when
+the levels ran out.
 """
 
 from __future__ import annotations

@@ -311,3 +311,19 @@ class TickedFailsFirst(Job):
         context = self.context
         assert context is not None
         mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)
+
+
+class Punctual(Job):
+    """Records when it started beside when it was due (`context.scheduled_at`)."""
+
+    async def perform(self, args: Any) -> None:
+        assert self.context is not None
+        record(
+            args["ledger"],
+            event="start",
+            id=self.id,
+            t=time.time(),
+            due=self.context.scheduled_at,
+            retry=self.context.retry_count,
+            n=args.get("n"),
+        )

@@ -115,6 +115,17 @@ class Stamp(Job):
         _stamp(self, int(args))
 
 
+class DueStamp(Job):
+    """Records when it was due (`context.scheduled_at`, in the stamp's enqueue field) and when it
+    started (args: its index)."""
+
+    async def perform(self, args: Any) -> None:
+        started = time.time()
+        assert self.context is not None and self.context.scheduled_at is not None
+        line = f"{int(args)} {self.context.scheduled_at:.6f} {started:.6f} {self.context.node}\n"
+        _append("stamps", self, line.encode())
+
+
 class Hold(Job):
     """Records its start like `Stamp`, then holds its slot (args: [index, seconds])."""
 

@@ -32,7 +32,7 @@ from roger_cluster import Client
 from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 
-from . import figures, others, report
+from . import delayed, figures, others, report
 from .rig import QUEUE_TYPES, RUN_ENV, Options, Rig, log, node_env, redact
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -177,6 +177,7 @@ async def ours(work: figures.Work, rows: list[report.Row], errors: list[str]) ->
     await phase("end-to-end latency", work.latency(), rows, errors)
     await phase("partition starts", work.partition_starts(), rows, errors)
     await phase("failover", work.failover(), rows, errors)
+    await phase("delayed jobs", delayed.rows(work), rows, errors)
 
 
 async def measure(o: Options, workdir: Path) -> tuple[list[report.Row], list[str], report.Machine]:

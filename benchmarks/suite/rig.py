@@ -22,7 +22,16 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from benchmarks.peers import tally
 from roger_cluster import Client
-from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
+from roger_cluster.delays import LEVELS
+from roger_cluster.names import (
+    buried_queue_name,
+    delay_exchange_name,
+    delay_queue_name,
+    due_queue_name,
+    queue_name,
+    release_queue_name,
+    undeliverable_queue_name,
+)
 from roger_cluster.testing.nodes import NodeFactory, NodeProcess
 
 from . import jobs
@@ -200,9 +209,14 @@ class Rig:
                 await client.close()
             await delete_queues(self.amqp, self.partitions)
             self.partitions.clear()
-            channel = await self.amqp.channel()  # the nodes' queue of key releases
+            channel = await self.amqp.channel()  # the nodes' queue of key releases, the delay levels
             try:
                 await channel.queue_delete(release_queue_name(self.tag))
+                for name in (due_queue_name(self.tag), undeliverable_queue_name(self.tag)):
+                    await channel.queue_delete(name)
+                for level in range(LEVELS):
+                    await channel.queue_delete(delay_queue_name(self.tag, level))
+                    await channel.exchange_delete(delay_exchange_name(self.tag, level))
             finally:
                 await channel.close()
 

@@ -7,7 +7,8 @@ libraries. `tests/unit/test_import_rules.py` keeps it so.
 
 - `connection.py`: the connection, its channels, the channel limit, `on_connection_lost`.
 - `topology.py`: declares (idempotent, replayable) and queue arguments, stats, deletes.
-- `publishing.py`: confirmed, mandatory publishes: jobs, retries, waiting jobs, burials.
+- `publishing.py`: confirmed, mandatory publishes: jobs, waiting jobs, burials.
+- `delaying.py`: the namespace's delay levels; delayed jobs and retries go through them.
 - `reading.py`: peek without loss, move and take message by message.
 - `messages.py`: the properties on the wire, what a republish keeps.
 - `consuming.py`: `Consumer` (one channel that consumes) and `KeptConsumer`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from .connection import CHANNEL_MAX, DECLARE_CHANNELS
 from .consuming import Consumer, KeptConsumer, OnDelivery
+from .delaying import DUE_HEADER, REASON_HEADER, TARGET_HEADER
 from .delivery import Delivery, RawDelivery
 from .messages import PERSISTENT, Moved, Peeked, amqp_message, amqp_properties, kept_properties
 from .publishing import WAITING_PUBLISH_ATTEMPTS
@@ -29,7 +31,7 @@ class Broker(Reading):
     """One AMQP connection to RabbitMQ and every operation on it.
 
     Built in layers, one concern per module: `Connection` (channels) <
-    `Topology` (queues) < `Publishing` < `Reading`. Consumers are `Consumer`s
+    `Topology` (queues) < `Publishing` < `Delaying` < `Reading`. Consumers are `Consumer`s
     of it.
     """
 
@@ -46,6 +48,7 @@ __all__ = [
     "CHANNEL_MAX",
     "Consumer",
     "DECLARE_CHANNELS",
+    "DUE_HEADER",
     "Delivery",
     "KeptConsumer",
     "Moved",
@@ -54,8 +57,10 @@ __all__ = [
     "PERSISTENT",
     "Peeked",
     "QueueStats",
+    "REASON_HEADER",
     "REDECLARE_DELAY",
     "RawDelivery",
+    "TARGET_HEADER",
     "WAITING_PUBLISH_ATTEMPTS",
     "amqp_message",
     "amqp_properties",

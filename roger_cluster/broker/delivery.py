@@ -15,6 +15,7 @@ from typing import Any
 
 import aiormq
 import aiormq.abc
+from pamqp import commands as spec
 
 from ..errors import BrokerError
 from .connection import CHANNEL_ERRORS
@@ -92,6 +93,12 @@ class Delivery:
                 await self._channel.basic_nack(self.delivery_tag, requeue=True)
         except _SETTLE_ERRORS as e:
             raise BrokerError(f"giving back delivery {self.delivery_tag}: {e}") from e
+
+    @property
+    def amqp_properties(self) -> spec.Basic.Properties:
+        """The message's properties as they came (for the broker package's republishes)."""
+        properties: spec.Basic.Properties = self._raw.header.properties
+        return properties
 
     def properties(self) -> dict[str, Any]:
         """The properties a republish (retry, bury) keeps; see `messages.kept_properties`."""

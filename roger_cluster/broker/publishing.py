@@ -1,4 +1,4 @@
-"""Publishing: jobs, retries, waiting jobs, burials, raw republishes.
+"""Publishing: jobs, waiting jobs, burials, raw republishes (delayed ones: `delaying.py`).
 
 Every publish is mandatory and waits for the publisher confirm: a job is only
 reported enqueued once RabbitMQ has it, and a job that no queue would take is
@@ -17,7 +17,7 @@ from pamqp import commands as spec
 
 from ..codec import JobMessage, encode
 from ..errors import BrokerError, UnroutableJob
-from ..names import buried_queue_name, exec_waiting_queue_name, queue_name, retry_queue_name
+from ..names import buried_queue_name, exec_waiting_queue_name, queue_name
 from .messages import amqp_properties
 from .topology import Topology
 
@@ -28,13 +28,6 @@ WAITING_PUBLISH_ATTEMPTS = 5
 
 class Publishing(Topology):
     """Confirmed, mandatory publishes over the connection's publish channel."""
-
-    async def publish_retry(self, message: JobMessage, partition: str, delay: int) -> None:
-        """Publish a job to the retry queue of `delay` and wait for the confirm."""
-        name = retry_queue_name(partition, message.queue, delay)
-        await self._declare({name: self.retry_arguments(partition, message.queue, delay)})
-        body = encode(message, self.config.max_payload_bytes)
-        await self._send_job(body, amqp_properties(message, partition), name, f"job {message.id}")
 
     async def publish(self, message: JobMessage, partition: str, routing_key: str | None = None) -> None:
         """Publish one job to its partition queue (or `routing_key`) and wait for the confirm."""
@@ -87,12 +80,19 @@ class Publishing(Topology):
         await self._guard(run, f"publishing {what} to {routing_key}")
 
     async def _send_job(
-        self, body: bytes, properties: spec.Basic.Properties, routing_key: str, what: str
+        self,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        routing_key: str,
+        what: str,
+        exchange: str = "",
     ) -> None:
         """`_send` for a job's own message, straight to aiormq (the hot path of every enqueue)."""
 
         async def run() -> None:
             channel = await (await self._publisher()).get_underlay_channel()
-            await channel.basic_publish(body, routing_key=routing_key, properties=properties, mandatory=True)
+            await channel.basic_publish(
+                body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
+            )
 
         await self._guard(run, f"publishing {what} to {routing_key}")

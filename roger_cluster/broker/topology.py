@@ -72,25 +72,6 @@ class Topology(Connection):
             }
         return arguments
 
-    def retry_arguments(self, partition: str, queue: str, delay: int) -> dict[str, Any]:
-        """A retry queue: holds messages `delay` s, then dead-letters them to the main queue.
-
-        It deletes itself when unused for twice its delay plus a minute; every
-        publish to it declares it again first, which resets that clock, so it
-        can only go once its last message has gone back to the main queue.
-        """
-        arguments: dict[str, Any] = {
-            "x-queue-type": self.config.queue_type,
-            "x-message-ttl": delay * 1000,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": queue_name(partition, queue),
-            "x-expires": (2 * delay + 60) * 1000,
-        }
-        if self.config.queue_type == "quorum":
-            # RabbitMQ's default dead-lettering from quorum queues is at-most-once.
-            arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
-        return arguments
-
     async def _declare(self, queues: dict[str, dict[str, Any]]) -> None:
         async def kept() -> None:
             channel = await self._declarer()

@@ -1,27 +1,34 @@
-"""`rogerctl job enqueue|cancel|buried|retry-buried|purge-buried` (and, from `info.py`,
-`job running|queued`): one job, or the buried jobs of one queue.
+"""`rogerctl job enqueue|cancel|scheduled|buried|retry-buried|purge-buried` (and, from
+`info.py`, `job running|queued`): one job, the delayed jobs of a partition, or the
+buried jobs of one queue.
 
 `job enqueue` refuses what cannot run: a class missing from a module rogerctl
 can import (exit 2), a partition not in the map or a queue it does not have
 (exit 4, unless `--force`). A module it cannot import is only a warning: the
 app's code may live on the nodes alone. `ARGS` may be `@FILE` or `-` (stdin)
-for arguments too big for a command line.
+for arguments too big for a command line. `--in 15m` / `--at ISO-TIME` delay it
+(exit 2 for a malformed or too long delay, or a time without its UTC offset).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import json
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from ..client import Client
 from ..codec import JobMessage
+from ..delays import check_at, describe_max, parse_duration
 from ..errors import ConfigError, UnknownPartition, UnknownQueue
 from ..job import Job, new_job_id
 from ..names import buried_queue_name, check_partition, check_queue
+from ..scheduled import READ_CAP
 from .info import add_job_info_commands
 from .output import Output
 from .progress import Progress
@@ -48,11 +55,37 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="enqueue even if the partition is not started or has no such queue in the map"
         " (the job waits in its RabbitMQ queue, which must exist)",
     )
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument(
+        "--in",
+        dest="delay",
+        metavar="DURATION",
+        help=f"run it after this long: 90s, 15m, 2h, 3d, 1h30m (at most {describe_max()})",
+    )
+    when.add_argument(
+        "--at",
+        metavar="TIME",
+        help="run it at this time, ISO 8601 with its UTC offset: 2026-12-24T09:00:00+01:00",
+    )
     enqueue.set_defaults(run=cmd_job_enqueue)
     cancel = jcmds.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("partition", metavar="PARTITION", help="partition name")
     cancel.add_argument("job_id", metavar="JOB_ID", help="the id enqueue printed")
     cancel.set_defaults(run=cmd_job_cancel)
+    scheduled = jcmds.add_parser(
+        "scheduled",
+        help="list what waits in the delay levels for a partition: delayed jobs and retries",
+        description="List the delayed jobs and the retries waiting for a partition, soonest first,"
+        " with their count per delay band. The delay levels are read whole and given back in"
+        " their order, so nothing is reordered or taken; a level holding more than"
+        f" {READ_CAP} messages is only counted (its jobs may belong to any partition).",
+    )
+    scheduled.add_argument("partition", metavar="PARTITION", help="partition name")
+    scheduled.add_argument(
+        "--limit", type=int, default=100, help="list at most this many (default %(default)s)"
+    )
+    scheduled.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    scheduled.set_defaults(run=cmd_job_scheduled)
     buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
     buried.add_argument("partition", metavar="PARTITION", help="partition name")
     buried.add_argument("queue", metavar="QUEUE", help="queue of the partition")
@@ -132,8 +165,27 @@ async def cmd_job_enqueue(client: Client, args: argparse.Namespace, out: Output)
     message = job_message(args.job, json_args(args.args), args.queue, out.warn)
     if not args.force:
         await _check_target(client, partition, message.queue, out)
-    await client.enqueue_message(message, partition)
-    out.message(message.id, {"id": message.id, "partition": args.partition, "queue": message.queue})
+    delay = parse_duration(args.delay) if args.delay is not None else None
+    at = parse_at(args.at) if args.at is not None else None
+    await client.enqueue_message(message, partition, delay=delay, at=at)
+    data: dict[str, Any] = {"id": message.id, "partition": args.partition, "queue": message.queue}
+    if delay is not None or at is not None:
+        data["due"] = at.timestamp() if at is not None else time.time() + (delay or 0.0)
+    out.message(message.id, data)
+
+
+def parse_at(text: str) -> datetime.datetime:
+    """`--at`: an ISO 8601 time with its UTC offset (or Z); ConfigError if not."""
+    try:
+        at = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"time {text!r} is not understood: write ISO 8601 with its offset, 2026-12-24T09:00:00+01:00"
+        ) from None
+    if at.tzinfo is None:
+        raise ConfigError(f"time {text!r} has no UTC offset: add one, as in 2026-12-24T09:00:00+01:00")
+    check_at(at)
+    return at
 
 
 async def _check_target(client: Client, partition: str, queue: str, out: Output) -> None:
@@ -157,6 +209,48 @@ async def _check_target(client: Client, partition: str, queue: str, out: Output)
 async def cmd_job_cancel(client: Client, args: argparse.Namespace, out: Output) -> None:
     await client.cancel(check_partition(args.partition), args.job_id)
     out.message(f"cancellation of job {args.job_id} requested", {"id": args.job_id, "cancelled": True})
+
+
+async def cmd_job_scheduled(client: Client, args: argparse.Namespace, out: Output) -> None:
+    found = await client.scheduled(check_partition(args.partition), args.limit)
+    if out.json_mode:
+        out.message("", asdict(found))
+        return
+    bands = ", ".join(f"{count} {band}" for band, count in found.bands.items() if count)
+    print(f"{found.total} job(s) waiting for {found.partition}" + (f": {bands}" if bands else ""))
+    for level, count in found.unread.items():
+        out.warn(f"delay level {level} holds {count} messages (of any partition): counted, not read")
+    if found.due_now:
+        print(f"{found.due_now} job(s) of the namespace are due and being moved to their queues")
+    if found.jobs:
+        out.table(
+            ["DUE", "IN", "ID", "CLASS", "QUEUE", "RETRIES"],
+            [
+                [
+                    out.time(j.due) if j.due else None,
+                    _remaining(j.due),
+                    j.id,
+                    j.job if j.error is None else f"(unreadable: {j.error})",
+                    j.queue,
+                    j.retry_count,
+                ]
+                for j in found.jobs
+            ],
+            None,
+        )
+    if found.total > len(found.jobs):
+        print(f"(the first {len(found.jobs)} shown; --limit shows more)")
+
+
+def _remaining(due: float | None) -> str | None:
+    """How long until `due`, roughly: 45s, 12m, 3h, 2d."""
+    if due is None:
+        return None
+    left = max(0.0, due - time.time())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if left >= size:
+            return f"{left / size:.0f}{unit}"
+    return f"{left:.0f}s"
 
 
 async def cmd_job_buried(client: Client, args: argparse.Namespace, out: Output) -> None:

@@ -1,7 +1,10 @@
 """Cancellations: requests in etcd, mirrored in every node's memory.
 
 `Client.cancel` writes `<ns>/cancel/<partition>/<job_id>` under a lease, so a
-request expires by itself (7 days by default). Every node mirrors the whole
+request expires by itself: by default after the longest delay a job can be
+enqueued with plus 7 days (98 days), so a delayed job cancelled as it was
+enqueued is still cancelled when it comes due, and a job that waits in its
+queue afterwards has a week more. Every node mirrors the whole
 prefix from a watch, so checking "is this job cancelled?" when a job is
 dequeued costs no etcd round trip, and a running job is stopped as soon as
 the watch delivers the request.
@@ -12,13 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ..delays import MAX_DELAY
 from . import keys
 from .etcd import Etcd, WatchEvent
 from .watch import follow_prefix
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL = 7 * 24 * 3600
+DEFAULT_TTL = MAX_DELAY + 7 * 24 * 3600
 
 JobRef = tuple[str, str]  # (partition, job id)
 

@@ -23,7 +23,7 @@ class Action(enum.Enum):
     """What settling does with the delivery."""
 
     ACK = "ack"  # done, failed for good and logged, cancelled, or parked
-    RETRY = "retry"  # publish `message` to the retry queue of `delay`, then ack
+    RETRY = "retry"  # publish `message` through the delay levels for `delay` s, then ack
     BURY = "bury"  # publish to the buried queue with `headers`, then ack
     REQUEUE = "requeue"  # give it back to RabbitMQ (shutdown): not a retry
 
@@ -54,7 +54,7 @@ class Execution:
     """One delivery on its way through the runtime."""
 
     partition: str
-    queue: str  # the partition queue the job belongs to (its buried and retry queues follow)
+    queue: str  # the partition queue the job belongs to (its buried queue follows; a retry returns to it)
     delivery: Delivery
     message: JobMessage | None = None  # None until decoded, and for a body that is not a job
     job: Job | None = None  # set once the class is resolved

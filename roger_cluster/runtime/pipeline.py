@@ -34,7 +34,7 @@ from .worker import Worker, refused
 log = logging.getLogger(__name__)
 
 # A keyed job that could not be parked (etcd or RabbitMQ trouble) waits this long
-# in the retry queue of that delay, then comes back to be parked again.
+# in the delay levels, then comes back to be parked again.
 PARK_AGAIN_DELAY = 5
 
 

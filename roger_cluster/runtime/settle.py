@@ -34,8 +34,9 @@ GIVE_BACK_DELAY = 1.0
 class Settler:
     """Settles executions on one node, then frees what their jobs held in etcd."""
 
-    def __init__(self, broker: Broker, exec_keys: ExecKeys, releaser: Releaser) -> None:
+    def __init__(self, broker: Broker, exec_keys: ExecKeys, releaser: Releaser, namespace: str) -> None:
         self.broker = broker
+        self.namespace = namespace  # whose delay levels a retry goes through
         self.exec_keys = exec_keys
         self.releaser = releaser
 
@@ -69,7 +70,7 @@ class Settler:
             return
         if action is Action.RETRY:
             assert outcome.message is not None
-            await self.broker.publish_retry(outcome.message, ex.partition, outcome.delay)
+            await self.broker.publish_retry(outcome.message, ex.partition, self.namespace, outcome.delay)
         elif action is Action.BURY:
             properties = delivery.properties()
             properties["headers"] = {**properties["headers"], **outcome.headers}

@@ -7,7 +7,7 @@ each delivery that carries a `firing` (one read, and one transaction the
 first time): the named copy runs, and marks the record started so nobody
 fires the tick again; any other copy, or a copy whose record is gone
 (its tick's job already finished), is acked unrun as a duplicate. When etcd
-does not answer, the job waits in a retry queue and is checked again: it
+does not answer, the job waits in the delay levels like a retry and is checked again: it
 never runs unchecked. Jobs without `firing` (the hot path) cost nothing.
 """
 

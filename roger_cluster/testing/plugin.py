@@ -16,7 +16,7 @@ import pytest
 
 from ..client import Client
 from ..management import Management
-from ..names import release_queue_name
+from ..names import namespace_prefix
 from .discovery import find_etcd, find_rabbitmq
 from .etcd import EtcdEndpoint, EtcdServer
 from .etcd import etcd_cluster as _etcd_cluster
@@ -90,7 +90,9 @@ async def roger_client(
         etcd = await client.etcd()
         await etcd.delete_prefix(roger_namespace + "/")
     await roger_management.delete_queues(roger_partition + "-")
-    await roger_management.delete_queues(release_queue_name(roger_namespace))  # the nodes' release queue
+    # The namespace's own queues and exchanges: the release queue, the delay levels.
+    await roger_management.delete_queues(namespace_prefix(roger_namespace))
+    await roger_management.delete_exchanges(namespace_prefix(roger_namespace))
 
 
 @pytest.fixture
@@ -99,8 +101,12 @@ def node_factory(
     roger_rabbitmq: RabbitEndpoint,
     roger_namespace: str,
     tmp_path: Path,
+    roger_client: Client,
 ) -> Iterator[NodeFactory]:
-    """Starts real roger-node processes for this test; kills them all after it."""
+    """Starts real roger-node processes for this test; kills them all after it.
+
+    It asks for `roger_client` so that the nodes are gone before the client's cleanup
+    deletes the namespace's queues (a live node would declare its due queue again)."""
     factory = NodeFactory(
         roger_rabbitmq.amqp_url,
         roger_etcd.endpoints,

@@ -82,8 +82,12 @@ async def test_the_suite_counts_every_job_and_leaves_no_queue_or_process(
         "enqueue -> perform starts, p99",
         "partition start -> consuming on every node, p99",
         "SIGKILL of a node -> its job starts on another, max",
+        "delayed job: due -> perform starts, p99",
+        "enqueue_many delayed, confirms, window 1000 (quorum)",
+        "  beside enqueue_many plain (quorum)",
     ):
         assert ours[figure]["value"] > 0, figure
+    assert ours["delayed job: due -> perform starts, p50"]["note"].endswith("one every 50 ms")
     assert "machine" in report and report["machine"]["rabbitmq"] != "unknown"
 
     assert processes_of(run) == []

@@ -131,9 +131,10 @@ def test_zsh_registers_both_commands_and_offers_the_right_level(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     registered, job_level, colors = done.stdout.splitlines()
     assert registered.split() == ["_bash_complete", "-F", "_roger_cluster_complete"] * 2
-    assert job_level.split()[:7] == [
+    assert job_level.split()[:8] == [
         "enqueue",
         "cancel",
+        "scheduled",
         "buried",
         "retry-buried",
         "purge-buried",

@@ -85,10 +85,10 @@ async def test_a_partition_stopped_while_its_jobs_retry_runs_them_once_started_a
     flaky = [jobs.Flaky.create({"ledger": str(ledger), "failures": 1}) for _ in range(10)]
     await roger_client.enqueue_many(flaky, p)
     await eventually(lambda: all(events(ledger, "start", j.id) for j in flaky), timeout=15)
-    await roger_client.stop_partition(p)  # while the jobs wait in their retry queue
+    await roger_client.stop_partition(p)  # while the jobs wait in the delay levels
     await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 0), timeout=15)
 
-    async def back_in_their_queue() -> bool:  # dead-lettered back by RabbitMQ, nobody consumes
+    async def back_in_their_queue() -> bool:  # moved back by the nodes once due, nobody consumes
         stats = await (await roger_client.broker()).stats(queue_name(p, "default"))
         return stats is not None and stats.ready == len(flaky)
 

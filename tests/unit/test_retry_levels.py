@@ -1,13 +1,10 @@
-"""Retry levels and the retry queue topology: pure code."""
+"""Retry levels: pure code (retries wait in the delay levels, `test_delays.py`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from roger_cluster import ConfigError
-from roger_cluster.broker import Broker
-from roger_cluster.config import AmqpConfig
-from roger_cluster.names import retry_queue_name
 from roger_cluster.retry import DEFAULT_LEVELS, next_delay, parse_levels
 
 
@@ -28,15 +25,3 @@ def test_bad_levels_are_refused(text: str) -> None:
 
 def test_levels_parse_from_a_list() -> None:
     assert parse_levels("1, 2,30") == (1, 2, 30)
-
-
-def test_a_retry_queue_holds_for_its_delay_then_dead_letters_to_the_main_queue() -> None:
-    arguments = Broker(AmqpConfig()).retry_arguments("myapp", "default", 5)
-    assert retry_queue_name("myapp", "default", 5) == "myapp-default.retry.5"
-    assert arguments["x-message-ttl"] == 5000
-    assert arguments["x-dead-letter-exchange"] == ""
-    assert arguments["x-dead-letter-routing-key"] == "myapp-default"
-    assert arguments["x-expires"] > 2 * arguments["x-message-ttl"]
-    assert arguments["x-dead-letter-strategy"] == "at-least-once"
-    classic = Broker(AmqpConfig(queue_type="classic")).retry_arguments("myapp", "default", 5)
-    assert "x-dead-letter-strategy" not in classic
