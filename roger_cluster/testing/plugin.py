@@ -16,13 +16,12 @@ import pytest
 
 from ..client import Client
 from ..management import Management
-from ..names import namespace_prefix
 from .discovery import find_etcd, find_rabbitmq
 from .etcd import EtcdEndpoint, EtcdServer
 from .etcd import etcd_cluster as _etcd_cluster
 from .nodes import NodeFactory
 from .processes import running
-from .rabbitmq import RabbitEndpoint, RabbitServer, join_cluster
+from .rabbitmq import RabbitEndpoint, RabbitServer, delete_test_objects, join_cluster
 from .rabbitmq import rabbitmq_cluster as _rabbitmq_cluster
 
 
@@ -89,10 +88,7 @@ async def roger_client(
         yield client
         etcd = await client.etcd()
         await etcd.delete_prefix(roger_namespace + "/")
-    await roger_management.delete_queues(roger_partition + "-")
-    # The namespace's own queues and exchanges: the release queue, the delay levels.
-    await roger_management.delete_queues(namespace_prefix(roger_namespace))
-    await roger_management.delete_exchanges(namespace_prefix(roger_namespace))
+    await delete_test_objects(roger_management, roger_namespace, roger_partition + "-")
 
 
 @pytest.fixture

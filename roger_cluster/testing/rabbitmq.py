@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ..management import Management
+from ..names import namespace_prefix
 from .probes import free_ports, rabbitmq_is_ready
 from .processes import LocalServer, clean_env
 
@@ -259,3 +261,12 @@ def join_cluster(servers: Sequence[RabbitServer]) -> None:
         server.ctl("start_app")
     for server in servers:
         server.wait_ready()
+
+
+async def delete_test_objects(management: Management, namespace: str, queues: str) -> None:
+    """Delete what a test left on a RabbitMQ: its partitions' queues (the names starting
+    with `queues`), then its namespace's own queues and exchanges (the release queue, the
+    delay levels). Stop the test's nodes first: a live node declares its queues again."""
+    await management.delete_queues(queues)
+    await management.delete_queues(namespace_prefix(namespace))
+    await management.delete_exchanges(namespace_prefix(namespace))

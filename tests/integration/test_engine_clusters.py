@@ -11,6 +11,7 @@ from roger_cluster.management import Management
 from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended
+from roger_cluster.testing.rabbitmq import delete_test_objects
 from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdServer, RabbitEndpoint, RabbitServer
 from tests import jobs
@@ -51,7 +52,7 @@ async def test_stopping_any_one_etcd_member_changes_nothing_users_see(
         assert all(n.returncode is None for n in nodes)
     finally:
         factory.cleanup()
-        await roger_management.delete_queues(roger_partition)
+        await delete_test_objects(roger_management, roger_namespace, roger_partition)
 
 
 def _ran(ledger: Path, job_id: str) -> bool:

@@ -17,6 +17,7 @@ from roger_cluster.management import Management
 from roger_cluster.names import queue_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import ended
+from roger_cluster.testing.rabbitmq import delete_test_objects
 from roger_cluster.testing.rogerctl import rogerctl
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests import jobs
@@ -64,7 +65,7 @@ async def test_a_node_keeps_working_while_etcd_is_down_and_follows_the_map_after
             assert node.returncode is None
     finally:
         factory.cleanup()
-        await roger_management.delete_queues(roger_partition + "-")
+        await delete_test_objects(roger_management, roger_namespace, roger_partition + "-")
 
 
 async def test_a_node_restores_its_consumers_and_prefetch_after_a_rabbitmq_restart(
