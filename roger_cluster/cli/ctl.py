@@ -23,7 +23,7 @@ from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
 from ..cluster.partitions import PartitionSpec
-from ..errors import ConfigError, InvalidEntry, RogerError
+from ..errors import ConfigError, RogerError
 from ..names import check_concurrency, check_partition, check_queue
 from . import color, completion, tree
 from .common import (
@@ -33,6 +33,7 @@ from .common import (
     env,
     etcd_config,
     exit_code,
+    explain,
     fail,
     parse,
     setup_logging,
@@ -285,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     complete.add_argument("shell", choices=completion.SHELLS, help="the shell to complete in")
     complete.set_defaults(run=None)
     tree.describe_subcommands(p)
+    tree.accept_after_subcommands(p)
     return p
 
 
@@ -323,11 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     red = color.wanted(args.color, sys.stderr)
     try:
         return asyncio.run(run(args))
-    except InvalidEntry as e:
-        hint = "nodes ignore it; `rogerctl partition stop` removes it, `rogerctl doctor` lists all such"
-        return fail("rogerctl", exit_code(e), f"{e} ({hint})", red)
     except RogerError as e:
-        return fail("rogerctl", exit_code(e), str(e), red)
+        return fail("rogerctl", exit_code(e), explain(e, args.namespace), red)
     except KeyboardInterrupt:
         return fail("rogerctl", Exit.INTERRUPTED, "interrupted", red)
 

@@ -39,6 +39,7 @@ from .common import (
     amqp_config,
     env,
     etcd_config,
+    explain,
     fail,
     parse,
     split_list,
@@ -221,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
         return exit_now_if_jobs_linger(asyncio.run(run(config)))
     except ConfigError as e:
-        return fail("roger-node", EXIT_USAGE, str(e))
+        return fail("roger-node", EXIT_USAGE, explain(e))
     except DuplicateNode as e:
-        return fail("roger-node", EXIT_CONFLICT, str(e))
+        return fail("roger-node", EXIT_CONFLICT, explain(e))
     except RogerError as e:
-        return fail("roger-node", EXIT_UNREACHABLE, str(e))
+        return fail("roger-node", EXIT_UNREACHABLE, explain(e))
 
 
 if __name__ == "__main__":
