@@ -98,10 +98,13 @@ class Client:
         """Connection settings as strings, or whole configs (`amqp_config`,
         `etcd_config`: TLS, etcd auth) which then take precedence."""
         self.cancel_ttl = cancel_ttl
+        """Seconds a cancellation request is kept in etcd."""
         self.amqp_config = amqp_config or AmqpConfig(
             url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit
         )
+        """The RabbitMQ settings this client connects with."""
         self.etcd_config = etcd_config or EtcdConfig.from_string(etcd, namespace)
+        """The etcd settings this client connects with (endpoints, namespace, TLS, auth)."""
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)
         first_broker = self.amqp_config.urls[0]
