@@ -14,7 +14,7 @@ from .version import __version__
 
 # isort: split
 from . import delays as _delays
-from .client import Client
+from .client import Client, Enqueuing
 from .cluster.audit import Finding
 from .cluster.drain import DrainProgress
 from .cluster.membership import NodeInfo
@@ -60,6 +60,7 @@ Delay = _delays.Delay
 __all__ = [
     # the API
     "Client",
+    "Enqueuing",
     "Job",
     "JobContext",
     "JobRegistry",
