@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from enum import IntEnum
 
 from ..config import (
@@ -71,6 +72,15 @@ EXIT_UNREACHABLE = Exit.FAILED
 EXIT_USAGE = Exit.USAGE
 EXIT_CONFLICT = Exit.CONFLICT
 EXIT_NOT_FOUND = Exit.NOT_FOUND
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors name where the fix is: the command's
+    own `--help`. Subcommands get the same class (argparse's default)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print the usage and the error, with the --help to read, and exit 2."""
+        super().error(f"{message} (`{self.prog} --help` lists what it takes)")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

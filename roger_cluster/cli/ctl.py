@@ -18,6 +18,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import cast
 
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
@@ -28,6 +29,7 @@ from ..names import check_concurrency, check_partition, check_queue
 from . import color, completion, tree
 from .common import (
     Exit,
+    Parser,
     add_connection_flags,
     amqp_config,
     env,
@@ -177,7 +179,7 @@ async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> i
 
 def parser() -> argparse.ArgumentParser:
     """The rogerctl argument parser."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="rogerctl",
         description="Operate a roger_cluster: nodes, partitions, jobs.",
         epilog="Exit codes: 0 ok, 1 server unreachable or refusing (or a wait ran out), 2 bad usage"
@@ -205,7 +207,12 @@ def parser() -> argparse.ArgumentParser:
         help="colour tables and errors: auto (on a terminal, unless NO_COLOR is set), always, never"
         " (default %(default)s)",
     )
-    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands are made with the parent's class, Parser; the helpers of the
+    # other modules take argparse's type, which a _SubParsersAction[Parser] is not to mypy.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        p.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     nodes = commands.add_parser("nodes", help="list the live nodes")
     nodes.set_defaults(run=cmd_nodes)

@@ -22,7 +22,7 @@ from ..client import Client
 from ..demo import Hello, Sleep
 from ..errors import RogerError
 from ..job import Job
-from .common import Exit, add_connection_flags, amqp_config, env, etcd_config, explain, fail, parse
+from .common import Exit, Parser, add_connection_flags, amqp_config, env, etcd_config, explain, fail, parse
 
 PARTITION = "myapp"
 QUEUES = {"default": 10, "other": 5}
@@ -57,7 +57,7 @@ async def run_demo(client: Client, partition: str = PARTITION, timeout: float = 
 
 def parser() -> argparse.ArgumentParser:
     """The demo's parser: the connection flags of rogerctl, with their environment."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m roger_cluster.cli.demo",
         description=f"Start partition {PARTITION} and run demo jobs on a running cluster"
         " (nodes started with --jobs roger_cluster.demo).",

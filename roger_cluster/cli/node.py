@@ -35,6 +35,7 @@ from .common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    Parser,
     add_connection_flags,
     amqp_config,
     env,
@@ -50,7 +51,7 @@ log = logging.getLogger("roger_cluster.node")
 
 def parser() -> argparse.ArgumentParser:
     """The roger-node argument parser."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="roger-node",
         description="Run a roger_cluster node: join the cluster and run jobs of every partition.",
         epilog="Exit codes: 0 graceful stop, 1 server unreachable or crash, 2 bad usage, 3 name taken.",

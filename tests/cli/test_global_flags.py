@@ -122,3 +122,20 @@ def test_an_unreachable_etcd_after_the_command_names_the_flag(node_factory: Node
     assert done.returncode == 1
     assert done.stderr.startswith("rogerctl: cannot reach etcd at 127.0.0.1:1")
     assert "Point --etcd or ROGER_ETCD at it" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["partition", "start", "p"], "rogerctl partition start"),
+        (["frobnicate"], "rogerctl"),
+        (["nodes", "--color", "sometimes"], "rogerctl nodes"),
+    ],
+)
+def test_a_usage_error_exits_2_naming_the_help_that_lists_what_it_takes(
+    argv: list[str], where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ctl.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith(f"(`{where} --help` lists what it takes)")
