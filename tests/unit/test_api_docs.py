@@ -72,7 +72,9 @@ def returned_classes(cls: type) -> set[type]:
     for name, method in vars(cls).items():
         if name.startswith("_") or not callable(method):
             continue
-        hint = typing.get_type_hints(method).get("return")
+        # The package's names too: a module may import a return type only under TYPE_CHECKING.
+        names = {**vars(roger_cluster), **vars(sys.modules[method.__module__])}
+        hint = typing.get_type_hints(method, globalns=names).get("return")
         found |= {c for c in classes_in(hint) if c.__module__.startswith(PACKAGE)}
     for value in list(found):
         if dataclasses.is_dataclass(value):
