@@ -1,4 +1,10 @@
-"""roger_cluster: a clustered job runtime for Python on RabbitMQ and etcd."""
+"""roger_cluster: a clustered job runtime for Python on RabbitMQ and etcd.
+
+Everything an application needs is importable from here: `Job` and `Client`
+to write and enqueue jobs, the configuration values, the values the client
+returns, and the exception tree (every error is a `RogerError`). The test
+kit is `roger_cluster.testing`; the guide is docs/index.md.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,16 @@ from __future__ import annotations
 from .version import __version__
 
 # isort: split
-from .client import Client
-from .config import AmqpConfig, EtcdConfig, NodeConfig
+from . import delays as _delays
+from .client import Client, Enqueuing
+from .cluster.audit import Finding
+from .cluster.drain import DrainProgress
+from .cluster.membership import NodeInfo
+from .cluster.partitions import PartitionSpec
+from .codec import JobMessage
+from .config import AmqpConfig, EtcdConfig, NodeConfig, TlsFiles
+from .control.client import RunningJobs, UnreachableNode
+from .control.wire import RemoteError, RunningJob
 from .errors import (
     BrokerConnectionError,
     BrokerError,
@@ -31,21 +45,51 @@ from .errors import (
     UnknownSchedule,
     UnroutableJob,
 )
-from .job import Job, JobRegistry
+from .job import Job, JobContext, JobRegistry
+from .management import QueueRates
 from .node import Node
+from .overview import NodeConsumer, PartitionInfo, QueueInfo
+from .queue_contents import BuriedJob, QueuedJob
+from .schedule_admin import ScheduleInfo
+from .scheduled import Scheduled, ScheduledJob
 from .schedules import Schedule
+
+Delay = _delays.Delay
+"""A delay for `Client.enqueue(..., delay=)`: seconds, or a `datetime.timedelta`."""
 
 __all__ = [
     # the API
     "Client",
+    "Enqueuing",
     "Job",
+    "JobContext",
     "JobRegistry",
+    "JobMessage",
     "Node",
     "Schedule",
+    "Delay",
     # configuration
     "AmqpConfig",
     "EtcdConfig",
     "NodeConfig",
+    "TlsFiles",
+    # what the client returns
+    "PartitionSpec",
+    "PartitionInfo",
+    "QueueInfo",
+    "NodeConsumer",
+    "QueueRates",
+    "NodeInfo",
+    "QueuedJob",
+    "BuriedJob",
+    "Scheduled",
+    "ScheduledJob",
+    "ScheduleInfo",
+    "RunningJobs",
+    "RunningJob",
+    "UnreachableNode",
+    "Finding",
+    "DrainProgress",
     # errors
     "RogerError",
     "ConfigError",
@@ -67,5 +111,6 @@ __all__ = [
     "UnknownSchedule",
     "DrainTimeout",
     "DrainAbandoned",
+    "RemoteError",
     "__version__",
 ]

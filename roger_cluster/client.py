@@ -19,6 +19,7 @@ import asyncio
 import datetime
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from . import control
@@ -65,6 +66,7 @@ __all__ = [
     "ENQUEUE_WINDOW",
     "BuriedJob",
     "Client",
+    "Enqueuing",
     "NodeConsumer",
     "PartitionInfo",
     "QueueInfo",
@@ -73,6 +75,40 @@ __all__ = [
     "node_consumers",
     "placed",
 ]
+
+
+class Enqueuing(Protocol):
+    """What app code needs to enqueue and cancel jobs, as a type: `Client` is one,
+    and so is `roger_cluster.testing.InlineClient`, so code that takes an
+    `Enqueuing` runs unchanged in unit tests without servers (docs/testing.md)."""
+
+    async def enqueue(
+        self,
+        job: Job,
+        partition: str,
+        queue: str | None = None,
+        *,
+        delay: Delay | None = None,
+        at: datetime.datetime | None = None,
+    ) -> str:
+        """Enqueue `job` into `partition`; returns its id (see `Client.enqueue`)."""
+        ...
+
+    async def enqueue_many(
+        self,
+        jobs: Iterable[Job],
+        partition: str,
+        queue: str | None = None,
+        *,
+        delay: Delay | None = None,
+        at: datetime.datetime | None = None,
+    ) -> list[str]:
+        """Enqueue many jobs; returns their ids (see `Client.enqueue_many`)."""
+        ...
+
+    async def cancel(self, partition: str, job_id: str) -> None:
+        """Cancel a job, queued or running (see `Client.cancel`)."""
+        ...
 
 
 class Client:
@@ -98,10 +134,13 @@ class Client:
         """Connection settings as strings, or whole configs (`amqp_config`,
         `etcd_config`: TLS, etcd auth) which then take precedence."""
         self.cancel_ttl = cancel_ttl
+        """Seconds a cancellation request is kept in etcd."""
         self.amqp_config = amqp_config or AmqpConfig(
             url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit
         )
+        """The RabbitMQ settings this client connects with."""
         self.etcd_config = etcd_config or EtcdConfig.from_string(etcd, namespace)
+        """The etcd settings this client connects with (endpoints, namespace, TLS, auth)."""
         self._broker = Broker(self.amqp_config)
         self._etcd = Etcd(self.etcd_config)
         first_broker = self.amqp_config.urls[0]

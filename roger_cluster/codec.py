@@ -39,20 +39,28 @@ class JobMessage:
     """One job as it travels through RabbitMQ."""
 
     id: str
+    """The job id."""
     job: str
+    """The job class, as `module:QualName`."""
     args: Any
+    """The job's arguments."""
     queue: str
+    """The queue of the partition it goes to."""
     queue_key: str | None = None
+    """Its queue key (at most one queued job per key), if any."""
     execution_key: str | None = None
+    """Its execution key (at most one running job per key), if any."""
     retry_count: int = 0
+    """How many times it was retried so far."""
     enqueued_at: float = 0.0
-    # When the job was meant to run: the due time of a delayed job, or the tick a
-    # schedule fired it for (Unix time).
+    """When it was first enqueued (Unix time)."""
     scheduled_at: float | None = None
+    """When it was meant to run (Unix time): a delayed job's due time or a schedule's tick."""
     schedule: str | None = None  # the schedule that fired it
-    # Which publish of a schedule's tick this is: the tick's etcd record names the one
-    # copy that may run, so a tick fired again after its first firer died runs once.
+    """The schedule that fired it, if one did."""
     firing: str | None = None
+    """Which publish of a schedule's tick this is: the tick's etcd record names the one
+    copy that may run, so a tick fired again after its first firer died runs once."""
 
     @classmethod
     def from_job(cls, job: Job, queue: str | None = None) -> JobMessage:

@@ -55,8 +55,11 @@ class TlsFiles:
     and a client certificate and key when the server asks for one."""
 
     ca_file: str | None = None
+    """The CA file to trust; None: the system's CAs."""
     cert_file: str | None = None
+    """The client certificate file, when the server asks for one."""
     key_file: str | None = None
+    """The client certificate's key file."""
 
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
@@ -78,11 +81,17 @@ class EtcdConfig:
     """Where etcd is and which key prefix this cluster owns."""
 
     endpoints: tuple[tuple[str, int], ...] = (("localhost", 2379),)
+    """etcd members as (host, port) pairs."""
     namespace: str = DEFAULT_NAMESPACE
+    """The etcd key prefix of this cluster, so several clusters can share one etcd."""
     timeout: float = 5.0
+    """Seconds each etcd call may take."""
     tls: TlsFiles | None = None  # TLS to etcd (https:// endpoints), with a client cert if given
+    """TLS to etcd (https:// endpoints), with a client certificate if given."""
     user: str | None = None  # etcd auth: a user and its password
+    """etcd user, for etcd authentication."""
     password: str | None = field(default=None, repr=False)
+    """The etcd user's password (never shown in reprs)."""
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -124,13 +133,19 @@ class AmqpConfig:
     """Where RabbitMQ is and how queues are declared."""
 
     url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may hold a password
+    """RabbitMQ URL, or several comma-separated for a cluster (never shown in reprs)."""
     queue_type: str = "quorum"
+    """Type of the queues declared: `quorum` or `classic`."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    """The largest encoded job accepted at enqueue."""
     connect_timeout: float = 5.0
+    """Seconds to wait for a connection."""
     # Quorum queues: a message delivered this many times without an ack (its job
     # kills its node, say) goes to the buried queue. 0 = no limit.
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    """Quorum queues: deliveries without an ack before a job is buried as poison; 0: none."""
     tls: TlsFiles | None = None  # for amqps:// URLs: CA and client certificate files
+    """For amqps:// URLs: the CA and client certificate files."""
 
     def __post_init__(self) -> None:
         if not self.urls:
@@ -165,17 +180,29 @@ class NodeConfig:
     """Everything a `roger-node` needs."""
 
     amqp: AmqpConfig = field(default_factory=AmqpConfig)
+    """RabbitMQ settings."""
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    """etcd settings."""
     name: str = field(default_factory=socket.gethostname)
+    """The node's name, unique among live nodes (default: the host name)."""
     jobs: tuple[str, ...] = ()
+    """The modules whose Job subclasses this node may run."""
     lease_ttl: int = DEFAULT_LEASE_TTL
+    """Seconds of the node's etcd lease: how fast a dead node leaves the cluster."""
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    """Seconds running jobs get to finish on a graceful stop."""
     retry_levels: tuple[int, ...] = DEFAULT_RETRY_LEVELS
+    """Seconds between the attempts of a retryable job, for classes without their own."""
     callbacks: str | None = None  # "module:object"
+    """The callbacks object, as `module:object`; None: none."""
     labels: tuple[str, ...] = ()  # partitions started with --labels need them all
+    """The node's labels; partitions started with `--labels` need them all."""
     concurrency: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (partition, queue) -> N
+    """Per-node concurrency overrides, (partition, queue) -> N."""
     http: tuple[str, int] | None = None  # serve /healthz, /readyz, /metrics here
+    """Where to serve /healthz, /readyz and /metrics, as (host, port); None: nowhere."""
     waiting_idle: float = DEFAULT_WAITING_IDLE  # seconds before an idle waiting queue goes
+    """Seconds before an idle waiting queue of execution keys is deleted."""
 
     def __post_init__(self) -> None:
         check_node(self.name)

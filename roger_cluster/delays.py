@@ -27,6 +27,7 @@ MAX_DELAY = 91 * 24 * 3600
 assert MAX_DELAY / UNIT < 2**LEVELS
 
 Delay = int | float | datetime.timedelta
+"""A delay for `Client.enqueue(..., delay=)`: seconds, or a `datetime.timedelta`."""
 
 
 def level_ttl_ms(level: int) -> int:

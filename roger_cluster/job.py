@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from .errors import ConfigError, UnknownJob
+from .errors import ConfigError, JobError, UnknownJob
 from .names import check_queue
 
 
@@ -30,17 +30,23 @@ class JobContext:
     """Where and how a job runs; set by the node before `perform`."""
 
     partition: str
+    """The partition the job was enqueued into."""
     queue: str
+    """The queue of the partition it came from."""
     node: str
+    """The name of the node running it (`"inline"` under `testing.InlineClient`)."""
     retry_count: int = 0
+    """0 on the first attempt, then 1, 2, ... for each retry."""
     enqueued_at: float = 0.0
-    # For jobs with an execution key: the lock's etcd revision. Pass it to the
-    # systems the job writes to, so they can refuse an older holder's writes.
+    """When the job was first enqueued (Unix time)."""
     fencing_token: int | None = None
-    # When the job was meant to run (Unix time): the due time of a delayed job, or
-    # the tick a schedule fired it for; None for a job enqueued to run at once.
+    """For a job with an execution key: the lock's etcd revision. Pass it to the systems
+    the job writes to, so they can refuse an older holder's writes. None otherwise."""
     scheduled_at: float | None = None
-    schedule: str | None = None  # the name of the schedule that fired it, if one did
+    """When the job was meant to run (Unix time): the due time of a delayed job, or the
+    tick a schedule fired it for; None for a job enqueued to run at once."""
+    schedule: str | None = None
+    """The name of the schedule that fired the job, if one did."""
 
 
 class Job:
@@ -52,16 +58,21 @@ class Job:
     """
 
     queue: ClassVar[str] = "default"
+    """The queue of the partition this class's jobs go to (unless `queue_for` is overridden)."""
     retryable: ClassVar[bool] = False
-    # Seconds between attempts; None uses the node's levels (--retry-levels).
+    """Whether a failed job is tried again after each of the retry levels, then buried."""
     retry_levels: ClassVar[Sequence[int] | None] = None
+    """Seconds between attempts, e.g. `(1, 5, 30)`; None uses the node's `--retry-levels`."""
     max_execution_time: ClassVar[float | None] = None
+    """Seconds a run may take before it is stopped and counts as failed; None: no limit."""
     _is_async: ClassVar[bool | None] = None
 
     def __init__(self, args: Any = None, *, job_id: str | None = None) -> None:
         self.id = job_id or new_job_id()
+        """The job's unique id (32 hex digits): what `Client.cancel` and `rogerctl job show` take."""
         self.args = args
-        self.context: JobContext | None = None
+        """The job's arguments, as given to `create`; msgpack-able values only."""
+        self._context: JobContext | None = None
         # A plain flag: set on the event loop, read by a sync job's thread.
         self._stop_requested = False
 
@@ -74,6 +85,31 @@ class Job:
     def path(cls) -> str:
         """The name messages use for this class: `module:QualName`."""
         return f"{cls.__module__}:{cls.__qualname__}"
+
+    @property
+    def context(self) -> JobContext:
+        """Where and how this run happens: partition, queue, node, retry count...
+
+        Set by the node (or `roger_cluster.testing.InlineClient`) just before
+        `perform`, so it is always there inside `perform` and the callbacks;
+        reading it on a job that is not running raises `JobError`
+        (`has_context` tells without raising).
+        """
+        if self._context is None:
+            raise JobError(
+                f"{self!r} has no context: it is set just before perform() runs, on a node"
+                " or under testing.InlineClient"
+            )
+        return self._context
+
+    @context.setter
+    def context(self, context: JobContext | None) -> None:
+        self._context = context
+
+    @property
+    def has_context(self) -> bool:
+        """Whether `context` is set: the job is running (or ran) on a node."""
+        return self._context is not None
 
     @property
     def cancelled(self) -> bool:

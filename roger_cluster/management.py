@@ -74,8 +74,11 @@ class QueueRates:
     """Messages per second through a queue, as the console's rate columns show them."""
 
     publish: float  # in
+    """Messages in per second."""
     deliver: float  # handed to consumers (deliver + get)
+    """Messages handed to consumers per second."""
     ack: float  # done
+    """Messages acked (done) per second."""
 
 
 class Management:

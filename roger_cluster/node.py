@@ -70,20 +70,31 @@ class Node:
         callbacks: object | None = None,
     ) -> None:
         self.config = config
+        """The node's configuration."""
         self._registry = registry
         self._callbacks = callbacks
         self._on_consume_ok = on_consume_ok
         self.etcd = Etcd(config.etcd)
+        """The node's etcd connection."""
         self.broker = Broker(config.amqp, connection_name=config.name)
+        """The node's RabbitMQ connection."""
         self.broker.on_connection_lost(self._connection_lost)
         self.info = NodeInfo.here(config.name, config.labels)
+        """What the node publishes about itself in etcd."""
         self.profile = NodeProfile(config.name, frozenset(config.labels), config.concurrency)
+        """The node's name, labels and concurrency overrides, as placement reads them."""
         self.membership = Membership(self.etcd, config.etcd.namespace, self.info, config.lease_ttl)
+        """The node's membership in etcd: its name held under its lease."""
         self.consumers: dict[QueueId, QueueConsumer] = {}
+        """The consumer of each partition queue this node consumes now."""
         self.map_loaded = asyncio.Event()
+        """Set once the partition map was read at start."""
         self.converged = asyncio.Event()
+        """Set whenever the consumers match the partition map and the pauses."""
         self.crashed = asyncio.Event()
+        """Set when the node stopped on its own (it lost its name, or a task failed)."""
         self.failure: BaseException | None = None  # what set `crashed`
+        """What set `crashed`."""
         self._desired: dict[QueueId, int] = {}
         self._map: PartitionMap | None = None
         self._paused: frozenset[QueueId] | None = None
@@ -91,15 +102,21 @@ class Node:
         self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
         self._drain_reports = DrainReports(self.etcd, config.etcd.namespace, config.name)
         self.cancellations = Cancellations(config.etcd.namespace)
+        """The cancellation requests, mirrored from etcd by a watch."""
         self.releaser = Releaser(self.broker, self.etcd, config.etcd.namespace)  # keys of settled jobs
+        """Frees the keys of settled jobs."""
         self.release_queue = ReleaseQueue(self.broker, self.etcd, config.etcd.namespace)
+        """Releases etcd refused, retried from a durable queue."""
         self.release_queue.on_closed(self._dirty.set)
         self.due_queue = DueQueue(self.broker, config.etcd.namespace)  # delayed jobs now due
+        """Moves delayed jobs now due to their queues."""
         self.due_queue.on_closed(self._dirty.set)
         self.exec_keys = ExecKeys(self.etcd, config.etcd.namespace)
+        """The execution-key locks in etcd."""
         self.chains = Chains(
             self.broker, self.exec_keys, config.name, self._lease_id, self.releaser, config.waiting_idle
         )
+        """Runs jobs with the same execution key one at a time, in order."""
         self._tasks: list[asyncio.Task[None]] = []  # follow the map and converge to it
         self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
         self._draining: dict[asyncio.Task[None], QueueConsumer] = {}  # consumers finishing their jobs
@@ -108,8 +125,11 @@ class Node:
         self._worker: Worker | None = None
         self._pipeline: Pipeline | None = None
         self.control: ControlServer | None = None  # answers `rogerctl job running`
+        """Answers `rogerctl job running`; None until the node started."""
         self.ticks = TickGate(self.etcd, config.etcd.namespace, config.name)  # a tick's job runs once
+        """Lets a schedule tick's job run once."""
         self.scheduler: Scheduler | None = None  # fires the schedules' ticks
+        """Fires the schedules' ticks; None until the node started."""
 
     def _lease_id(self) -> int:
         return self.membership.lease_id

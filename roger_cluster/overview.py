@@ -30,7 +30,9 @@ class NodeConsumer:
     """A consumer on a partition queue: the node it belongs to and its prefetch."""
 
     node: str  # its connection's name; a node names its connection after itself
+    """The consuming node (a node names its connection after itself)."""
     prefetch: int
+    """The consumer's prefetch: the queue's concurrency on that node."""
 
 
 def node_consumers(consumers: Iterable[ConsumerInfo], connections: Mapping[str, str]) -> list[NodeConsumer]:
@@ -68,17 +70,27 @@ class QueueInfo:
     """
 
     name: str
+    """The queue's name in the partition."""
     rabbitmq_queue: str
+    """The RabbitMQ queue, `<partition>-<queue>`."""
     concurrency: int
+    """Jobs at once per node."""
     ready: int | None
+    """Jobs waiting in RabbitMQ; None: cannot tell."""
     unacked: int | None
+    """Jobs handed to nodes and not finished yet; None: cannot tell (management API)."""
     consumers: int | None
+    """Consumers attached, about one per node; None: cannot tell."""
     paused: bool | None = None
+    """Whether the queue is paused cluster-wide; None: cannot tell."""
     buried: int | None = None
+    """Jobs in its buried queue; None: cannot tell."""
     consumer_nodes: list[NodeConsumer] | None = None
+    """Which node consumes it with which prefetch; None: cannot tell."""
     # The live nodes the placement gives the queue to: those that consume it
     # unless it is paused (its partition's `nodes` and `labels`; none while draining).
     placed_on: list[str] | None = None
+    """The live nodes placement gives it to; None: cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,9 @@ class PartitionInfo:
     """A partition with the live state of its queues."""
 
     name: str
+    """The partition's name."""
     queues: list[QueueInfo]
+    """Each of its queues, live."""
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,23 @@ class BuriedJob:
     """A job in a `.buried` queue, with the evidence of why it is there."""
 
     id: str | None
+    """The job id; None if the body could not be read."""
     job: str | None
+    """The job class, `module:Class`; None if the body could not be read."""
     args: Any
+    """The job's arguments."""
     retry_count: int | None
+    """Retries before it was buried."""
     reason: str
+    """Why it was buried (failed, poison, undecodable...)."""
     error_type: str | None
+    """The exception class of its last failure, if any."""
     traceback: str | None
+    """The traceback of its last failure, if any."""
     node: str | None
+    """The node that buried it, if known."""
     failed_at: float | None
+    """When it was buried (Unix time), if known."""
 
     @classmethod
     def from_peeked(cls, peeked: Peeked) -> BuriedJob:
@@ -68,13 +77,21 @@ class QueuedJob:
     """A job waiting in a partition queue, as a peek saw it."""
 
     id: str | None
+    """The job id; None if the body could not be read."""
     job: str | None
+    """The job class, `module:Class`; None if the body could not be read."""
     args: Any
+    """The job's arguments."""
     retry_count: int | None
+    """Retries so far."""
     enqueued_at: float | None
+    """When it was first enqueued (Unix time)."""
     queue_key: str | None
+    """Its queue key, if any."""
     execution_key: str | None
+    """Its execution key, if any."""
     error: str | None  # why the body could not be read; the message is still there
+    """Why the body could not be read; the message is still there."""
 
     @classmethod
     def from_peeked(cls, peeked: Peeked) -> QueuedJob:

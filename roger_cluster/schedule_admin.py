@@ -27,11 +27,17 @@ class ScheduleInfo:
     """A schedule with what the cluster did with it."""
 
     schedule: Schedule
+    """The schedule as stored."""
     next_fire: int | None  # the next tick (Unix time); None while paused
+    """The next tick (Unix time); None while paused."""
     last_fired: int | None  # the last claimed tick
+    """The last claimed tick (Unix time), if any."""
     last_by: str  # the node that claimed it
+    """The node that claimed it."""
     fired: int
+    """Ticks fired so far."""
     misfired: int
+    """Ticks skipped (missed while the cluster was down, beyond `catch_up`)."""
 
     @property
     def name(self) -> str:

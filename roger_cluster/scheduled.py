@@ -39,12 +39,19 @@ class ScheduledJob:
     """A job waiting in the delay levels: a delayed job, or a retry waiting its delay."""
 
     id: str | None
+    """The job id; None if the body could not be read."""
     job: str | None
+    """The job class, `module:Class`."""
     queue: str | None
+    """The queue of the partition it goes to once due."""
     due: float | None  # Unix time
+    """When it is due (Unix time)."""
     retry_count: int | None
+    """Retries so far: >0 for a retry waiting."""
     level: int  # the level queue it waits in now
+    """The delay level queue it waits in now."""
     error: str | None = None  # why the body could not be read; the message is still there
+    """Why the body could not be read; the message is still there."""
 
     @classmethod
     def from_peeked(cls, peeked: Peeked, level: int) -> ScheduledJob:
@@ -67,11 +74,17 @@ class Scheduled:
     per delay band, and the levels too full to read."""
 
     partition: str
+    """The partition asked about."""
     total: int  # jobs of the partition found in the levels read
+    """Jobs of the partition found in the delay levels read."""
     bands: dict[str, int]
+    """How many are due within each band (\"within a minute\", \"within an hour\"...)."""
     jobs: list[ScheduledJob]
+    """The jobs found, soonest first (at most the limit asked)."""
     unread: dict[int, int] = field(default_factory=dict)  # level -> messages (any partition)
+    """Levels too long to read whole: level -> messages (of any partition)."""
     due_now: int = 0  # messages of the namespace due and being moved to their queues
+    """Messages of the namespace due and being moved to their queues."""
 
 
 def band_of(seconds: float) -> str:

@@ -106,16 +106,27 @@ class Schedule:
     tick of `cron` (in `tz`) or of `every` seconds. Validated when made."""
 
     name: str
+    """The schedule's name: letters, digits and _."""
     partition: str
+    """The partition its jobs go to."""
     job: str
+    """The job class, as `module:Class`."""
     args: Any = None
+    """The arguments of each job it fires."""
     cron: str | None = None
+    """A cron expression (5 fields, 6 with seconds first, or `@hourly`...); or use `every`."""
     every: int | None = None
+    """A fixed interval in seconds; or use `cron`."""
     tz: str = "UTC"
+    """The time zone of `cron`."""
     queue: str | None = None  # default: the job class's own queue
+    """The queue of the partition; None: the job class's own queue."""
     catch_up: str = "latest"  # missed ticks after the whole cluster was down: none | latest | all
+    """Ticks missed while the whole cluster was down: `none`, `latest` or `all` (at most 100)."""
     paused: bool = False
+    """A paused schedule fires nothing."""
     created_at: float = 0.0  # no tick before this fires; 0: set when stored
+    """No tick before this fires (Unix time); 0: set when stored."""
     _timetable: Timetable | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -8,3 +8,4 @@ from below would run the whole public API's imports first, and cycle.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+"""The version of roger_cluster (nodes announce it; `rogerctl nodes` shows it)."""

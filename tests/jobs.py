@@ -18,7 +18,7 @@ from roger_cluster.testing.ledger import record
 
 def mark(job: Job, event: str, **fields: Any) -> None:
     """Record `event` for `job` in the ledger named by its args."""
-    retry_count = job.context.retry_count if job.context else None
+    retry_count = job.context.retry_count if job.has_context else None
     node = os.environ.get("ROGER_NODE_NAME")
     record(job.args["ledger"], event=event, id=job.id, node=node, t=time.time(), retry=retry_count, **fields)
 
@@ -47,7 +47,6 @@ class Flaky(Job):
 
     async def perform(self, args: Any) -> None:
         mark(self, "start")
-        assert self.context is not None
         if self.context.retry_count < int(args["failures"]):
             raise RuntimeError(f"attempt {self.context.retry_count} fails on purpose")
         mark(self, "end")
@@ -160,7 +159,7 @@ class Serial(Job):
         return str(args["key"])
 
     async def perform(self, args: Any) -> None:
-        token = self.context.fencing_token if self.context else None
+        token = self.context.fencing_token
         mark(self, "start", token=token, seq=args.get("seq"))
         await asyncio.sleep(float(args.get("sleep", 0)))
         mark(self, "end", token=token, seq=args.get("seq"))
@@ -264,7 +263,7 @@ class SerialCrash(Job):
         return str(args["key"])
 
     def perform(self, args: Any) -> None:
-        token = self.context.fencing_token if self.context else None
+        token = self.context.fencing_token
         mark(self, "start", token=token)
         os._exit(3)
 
@@ -296,7 +295,6 @@ class Ticked(Job):
 
     async def perform(self, args: Any) -> None:
         context = self.context
-        assert context is not None
         mark(self, "start", tick=context.scheduled_at, schedule=context.schedule)
         await asyncio.sleep(float(args.get("sleep", 0)))
         mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)
@@ -309,7 +307,6 @@ class TickedFailsFirst(Job):
         if _first_run(f"{args['ledger']}.ran-{self.id}"):
             raise RuntimeError("the first run fails")
         context = self.context
-        assert context is not None
         mark(self, "end", tick=context.scheduled_at, schedule=context.schedule)
 
 
@@ -317,7 +314,6 @@ class Punctual(Job):
     """Records when it started beside when it was due (`context.scheduled_at`)."""
 
     async def perform(self, args: Any) -> None:
-        assert self.context is not None
         record(
             args["ledger"],
             event="start",

@@ -45,7 +45,6 @@ def stamps_path(folder: Path, partition: str) -> Path:
 def _append(kind: str, job: Job, line: bytes) -> None:
     """One atomic append to the `kind` file of the job's partition. Each file is opened once
     per node process (sync jobs' threads share it), so a record costs a dict lookup and a write."""
-    assert job.context is not None, "the node sets the context before perform"
     key = (kind, job.context.partition)
     fd = _files.get(key)
     if fd is None:
@@ -90,7 +89,6 @@ class Start:
 
 def _stamp(job: Job, index: int) -> None:
     started = time.time()  # first: what is measured ends here
-    assert job.context is not None
     line = f"{index} {job.context.enqueued_at:.6f} {started:.6f} {job.context.node}\n"
     _append("stamps", job, line.encode())
 
@@ -121,7 +119,7 @@ class DueStamp(Job):
 
     async def perform(self, args: Any) -> None:
         started = time.time()
-        assert self.context is not None and self.context.scheduled_at is not None
+        assert self.context.scheduled_at is not None
         line = f"{int(args)} {self.context.scheduled_at:.6f} {started:.6f} {self.context.node}\n"
         _append("stamps", self, line.encode())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from enum import IntEnum
 
 from ..config import (
@@ -18,14 +19,18 @@ from ..config import (
     TlsFiles,
 )
 from ..errors import (
+    BrokerConnectionError,
+    ClusterConnectionError,
     ConfigError,
     DecodeError,
     DuplicateJob,
     DuplicateNode,
     InvalidEntry,
     JobError,
+    ManagementError,
     RogerError,
     UnknownPartition,
+    UnknownQueue,
     UnknownSchedule,
     UnroutableJob,
 )
@@ -67,6 +72,15 @@ EXIT_UNREACHABLE = Exit.FAILED
 EXIT_USAGE = Exit.USAGE
 EXIT_CONFLICT = Exit.CONFLICT
 EXIT_NOT_FOUND = Exit.NOT_FOUND
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors name where the fix is: the command's
+    own `--help`. Subcommands get the same class (argparse's default)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print the usage and the error, with the --help to read, and exit 2."""
+        super().error(f"{message} (`{self.prog} --help` lists what it takes)")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -191,6 +205,47 @@ def etcd_config(args: argparse.Namespace) -> EtcdConfig:
     return EtcdConfig.from_string(
         args.etcd, args.namespace, tls=tls_files(args, "etcd"), user=args.etcd_user, password=password
     )
+
+
+def _fixes(namespace: str) -> tuple[tuple[type[RogerError], str], ...]:
+    """What to do about each kind of error (subclasses first): the flag, variable
+    or command that fixes it, for the one-line error message."""
+    ns = f"namespace {namespace!r} (--namespace, ROGER_NAMESPACE)"
+    return (
+        (
+            InvalidEntry,
+            "nodes ignore it; `rogerctl partition stop` removes it, `rogerctl doctor` lists all such",
+        ),
+        (ClusterConnectionError, "is etcd running there? Point --etcd or ROGER_ETCD at it"),
+        (
+            BrokerConnectionError,
+            "is RabbitMQ running there, with that user and password?"
+            " Point --amqp-url or ROGER_AMQP_URL at it",
+        ),
+        (
+            ManagementError,
+            "enable the plugin (`rabbitmq-plugins enable rabbitmq_management`) or point"
+            " --management-url or ROGER_MANAGEMENT_URL at it",
+        ),
+        (UnknownQueue, f"`rogerctl partition list` shows the queues of each partition in {ns}"),
+        (
+            UnknownPartition,
+            f"`rogerctl partition list` shows the partitions in {ns};"
+            " `rogerctl partition start NAME QUEUE=N` starts one",
+        ),
+        (UnknownSchedule, f"`rogerctl schedule list` shows the schedules in {ns}"),
+        (UnroutableJob, "start its partition with that queue: `rogerctl partition start NAME QUEUE=N`"),
+        (DuplicateJob, "wait until that job has left the queue, or `rogerctl job cancel` it"),
+    )
+
+
+def explain(error: RogerError, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The error's message and what to do about it, for the one line a CLI prints."""
+    message = str(error)
+    for kind, fix in _fixes(namespace):
+        if isinstance(error, kind):
+            return f"{message} ({fix})" if fix not in message else message
+    return message
 
 
 def fail(program: str, code: int, message: str, color: bool = False) -> int:

@@ -18,21 +18,24 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import cast
 
 from ..client import Client
 from ..cluster.cancellations import DEFAULT_TTL as DEFAULT_CANCEL_TTL
 from ..cluster.drain import DEFAULT_DRAIN_TIMEOUT, DrainProgress
 from ..cluster.partitions import PartitionSpec
-from ..errors import ConfigError, InvalidEntry, RogerError
+from ..errors import ConfigError, RogerError
 from ..names import check_concurrency, check_partition, check_queue
 from . import color, completion, tree
 from .common import (
     Exit,
+    Parser,
     add_connection_flags,
     amqp_config,
     env,
     etcd_config,
     exit_code,
+    explain,
     fail,
     parse,
     setup_logging,
@@ -176,7 +179,7 @@ async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> i
 
 def parser() -> argparse.ArgumentParser:
     """The rogerctl argument parser."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="rogerctl",
         description="Operate a roger_cluster: nodes, partitions, jobs.",
         epilog="Exit codes: 0 ok, 1 server unreachable or refusing (or a wait ran out), 2 bad usage"
@@ -204,7 +207,12 @@ def parser() -> argparse.ArgumentParser:
         help="colour tables and errors: auto (on a terminal, unless NO_COLOR is set), always, never"
         " (default %(default)s)",
     )
-    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands are made with the parent's class, Parser; the helpers of the
+    # other modules take argparse's type, which a _SubParsersAction[Parser] is not to mypy.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        p.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     nodes = commands.add_parser("nodes", help="list the live nodes")
     nodes.set_defaults(run=cmd_nodes)
@@ -285,6 +293,7 @@ def parser() -> argparse.ArgumentParser:
     complete.add_argument("shell", choices=completion.SHELLS, help="the shell to complete in")
     complete.set_defaults(run=None)
     tree.describe_subcommands(p)
+    tree.accept_after_subcommands(p)
     return p
 
 
@@ -323,11 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     red = color.wanted(args.color, sys.stderr)
     try:
         return asyncio.run(run(args))
-    except InvalidEntry as e:
-        hint = "nodes ignore it; `rogerctl partition stop` removes it, `rogerctl doctor` lists all such"
-        return fail("rogerctl", exit_code(e), f"{e} ({hint})", red)
     except RogerError as e:
-        return fail("rogerctl", exit_code(e), str(e), red)
+        return fail("rogerctl", exit_code(e), explain(e, args.namespace), red)
     except KeyboardInterrupt:
         return fail("rogerctl", Exit.INTERRUPTED, "interrupted", red)
 

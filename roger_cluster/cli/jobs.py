@@ -84,7 +84,6 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     scheduled.add_argument(
         "--limit", type=int, default=100, help="list at most this many (default %(default)s)"
     )
-    scheduled.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     scheduled.set_defaults(run=cmd_job_scheduled)
     buried = jcmds.add_parser("buried", help="list buried jobs of a queue, without taking them")
     buried.add_argument("partition", metavar="PARTITION", help="partition name")

@@ -35,10 +35,12 @@ from .common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    Parser,
     add_connection_flags,
     amqp_config,
     env,
     etcd_config,
+    explain,
     fail,
     parse,
     split_list,
@@ -49,7 +51,7 @@ log = logging.getLogger("roger_cluster.node")
 
 def parser() -> argparse.ArgumentParser:
     """The roger-node argument parser."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="roger-node",
         description="Run a roger_cluster node: join the cluster and run jobs of every partition.",
         epilog="Exit codes: 0 graceful stop, 1 server unreachable or crash, 2 bad usage, 3 name taken.",
@@ -221,11 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
         return exit_now_if_jobs_linger(asyncio.run(run(config)))
     except ConfigError as e:
-        return fail("roger-node", EXIT_USAGE, str(e))
+        return fail("roger-node", EXIT_USAGE, explain(e))
     except DuplicateNode as e:
-        return fail("roger-node", EXIT_CONFLICT, str(e))
+        return fail("roger-node", EXIT_CONFLICT, explain(e))
     except RogerError as e:
-        return fail("roger-node", EXIT_UNREACHABLE, str(e))
+        return fail("roger-node", EXIT_UNREACHABLE, explain(e))
 
 
 if __name__ == "__main__":

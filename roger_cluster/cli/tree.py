@@ -10,6 +10,7 @@ is the only place that reads them.
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -85,3 +86,36 @@ def walk(name: str, parser: argparse.ArgumentParser) -> Iterator[tuple[str, argp
     yield name, parser
     for sub, subparser in subcommands(parser).items():
         yield from walk(f"{name} {sub}", subparser)
+
+
+def accept_after_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Let every subcommand of `parser` take its flags too, as people type them
+    (`rogerctl nodes --json`, `rogerctl partition show myapp --namespace x`).
+
+    Each subcommand gets a copy of every flag it does not have itself, with the
+    default `SUPPRESS`: argparse copies a subcommand's values over the parent's,
+    so a flag given before the command (or its environment default) is kept
+    unless the same flag is given after it. The copies are left out of the
+    subcommand's help, which names them in one line instead.
+    """
+    shared = [
+        action
+        for action in parser._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction)
+    ]
+    for _, sub in list(walk(parser.prog, parser))[1:]:
+        taken = {name for action in sub._actions for name in action.option_strings}
+        copies = [action for action in shared if not taken & set(action.option_strings)]
+        if not copies:
+            continue
+        group = sub.add_argument_group(
+            "global options",
+            f"{', '.join(action.option_strings[0] for action in copies)}: accepted before or after"
+            f" the command (`{parser.prog} --help` says what they do)",
+        )
+        for action in copies:
+            twin = copy.copy(action)
+            twin.default = argparse.SUPPRESS
+            twin.help = argparse.SUPPRESS
+            twin.required = False
+            group._add_action(twin)

@@ -31,9 +31,13 @@ class Finding:
     """
 
     key: str
+    """The etcd key concerned."""
     problem: str
+    """What is wrong with it."""
     fix: str
+    """The way out."""
     ignored: bool = True
+    """True if nodes ignore the entry; False for a note with no effect."""
 
 
 async def partition_entries(etcd: Etcd, namespace: str) -> tuple[PartitionMap, list[Finding]]:

@@ -49,8 +49,11 @@ class DrainProgress:
     """Where a drain stands: live nodes that are done, and those still running jobs."""
 
     partition: str
+    """The partition draining."""
     drained: tuple[str, ...]
+    """Nodes done with its running jobs."""
     pending: tuple[str, ...]
+    """Nodes still running some."""
 
 
 OnProgress = Callable[[DrainProgress], None]

@@ -57,16 +57,27 @@ class NodeInfo:
     """
 
     name: str
+    """The node's name."""
     host: str
+    """The host it runs on."""
     pid: int
+    """Its process id."""
     version: str
+    """Its roger_cluster version."""
     started_at: float
+    """When it started (Unix time)."""
     labels: tuple[str, ...] = ()
+    """Its labels (`roger-node --label`)."""
     instance: str = ""
+    """Random per Node object; "": unknown."""
     boot_id: str = ""
+    """The host's boot id; "": unknown."""
     pid_ns: str = ""
+    """Its PID namespace; "": unknown."""
     starttime: int = 0
+    """The process start time in clock ticks since boot; 0: unknown."""
     refresh: float = 0.0  # seconds between lease refreshes; 0: unknown (a third of the TTL)
+    """Seconds between lease refreshes; 0: unknown (a third of the TTL)."""
 
     @classmethod
     def here(cls, name: str, labels: tuple[str, ...] = ()) -> NodeInfo:

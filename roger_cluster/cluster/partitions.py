@@ -31,10 +31,15 @@ class PartitionSpec:
     """
 
     name: str
+    """The partition's name."""
     queues: Mapping[str, int] = field(default_factory=dict)
+    """Its queues and their concurrency (jobs at once per node)."""
     nodes: tuple[str, ...] = ()
+    """Only these nodes consume it; empty: every node."""
     labels: tuple[str, ...] = ()
+    """Only nodes with all these labels consume it; empty: every node."""
     draining: bool = False
+    """True while `stop_partition(drain=True)` waits for its running jobs."""
 
     def __post_init__(self) -> None:
         check_partition(self.name)

@@ -34,7 +34,9 @@ class UnreachableNode:
     """A node that was asked and gave no usable answer, and why."""
 
     node: str
+    """The node's name."""
     reason: str
+    """Why it gave no answer."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,11 @@ class RunningJobs:
     """The running jobs of the cluster, and the nodes that could not tell theirs."""
 
     jobs: list[RunningJob]
+    """The jobs running, from every node that answered."""
     unreachable: list[UnreachableNode]
+    """The nodes that did not answer in time."""
     nodes: list[str]  # every node asked
+    """Every node asked."""
 
 
 async def running(

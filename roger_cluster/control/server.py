@@ -133,7 +133,7 @@ def running_jobs(worker: Worker, partition: str | None = None) -> list[dict[str,
     for (job_partition, job_id), running in list(worker.running.items()):
         if partition is not None and job_partition != partition:
             continue
-        context = running.job.context
+        context = running.job.context if running.job.has_context else None
         elapsed = max(0.0, now_monotonic - running.started)
         found.append(
             {

@@ -79,14 +79,23 @@ class RunningJob:
     """A job running on a node, as that node reported it (one entry of a `running` answer)."""
 
     id: str
+    """The job id."""
     job: str
+    """The job class, `module:Class`."""
     partition: str
+    """Its partition."""
     queue: str | None
+    """Its queue, if known."""
     node: str
+    """The node running it."""
     retry_count: int
+    """Retries before this run."""
     enqueued_at: float | None
+    """When it was first enqueued (Unix time), if known."""
     started_at: float  # the node's wall clock
+    """When this run started, by the node's wall clock (Unix time)."""
     elapsed: float  # seconds, when the node answered
+    """Seconds it had run when the node answered."""
 
     @classmethod
     def from_wire(cls, node: str, data: object) -> RunningJob:

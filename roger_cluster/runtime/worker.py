@@ -90,7 +90,7 @@ class Worker:
         refs = [
             ref
             for ref, running in self.running.items()
-            if running.job.context is not None
+            if running.job.has_context
             and (running.job.context.partition, running.job.context.queue) == (partition, queue)
         ]
         return sum(self.stop_job(ref, why) for ref in refs)

@@ -6,6 +6,8 @@ here mocks RabbitMQ or etcd.
 
 - `plugin`: the fixtures (`roger_client`, `node_factory`, `roger_management`,
   `roger_partition`, `ledger`, private servers and clusters);
+- `inline`: `InlineClient`, jobs run in-process at enqueue, for unit tests
+  of an app's own jobs without any server (the one exception to "real");
 - `nodes`: `NodeFactory` / `NodeProcess`, real node processes;
 - `consumers`: what RabbitMQ shows (consumers, prefetches, ready messages)
   and `start_consuming`, the usual set-up: nodes, partition, consumers;
@@ -25,12 +27,16 @@ from .consumers import (
     wait_consumers,
     wait_prefetches,
 )
+from .inline import InlineClient, InlineRun
 from .ledger import ended, events, record
 from .nodes import NodeFactory, NodeProcess
 from .rogerctl import rogerctl, start_rogerctl
 from .wait import equals, eventually
 
 __all__ = [
+    # unit tests without servers
+    "InlineClient",
+    "InlineRun",
     # nodes and the CLI
     "NodeFactory",
     "NodeProcess",

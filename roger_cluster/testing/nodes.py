@@ -33,11 +33,17 @@ class NodeProcess:
         wrapper: Sequence[str] = (),
     ) -> None:
         self.name = name
+        """The node's name (`ROGER_NODE_NAME`)."""
         self.env = dict(env)
+        """The environment it runs with."""
         self.log_path = log_path
+        """The file its stdout and stderr go to."""
         self.args = list(args)
+        """Its command-line arguments."""
         self.wrapper = list(wrapper)
+        """A command it runs under (`unshare ...`), if any."""
         self.process: subprocess.Popen[bytes] | None = None
+        """The running process; None before `start`."""
 
     def start(self) -> NodeProcess:
         """Launch the process (returns at once; see `wait_started`)."""
@@ -130,13 +136,21 @@ class NodeFactory:
         management_url: str = "",
     ) -> None:
         self.amqp_url = amqp_url
+        """The RabbitMQ URL its nodes use."""
         self.etcd = etcd
+        """The etcd endpoints its nodes use."""
         self.namespace = namespace
+        """The etcd namespace of this cluster (the test's own)."""
         self.workdir = workdir
+        """Where the nodes' logs go."""
         self.jobs = list(jobs)
+        """The job modules nodes load unless told otherwise (`ROGER_JOBS`)."""
         self.extra_env = dict(extra_env or {})
+        """Variables added to every node's environment."""
         self.management_url = management_url
+        """The RabbitMQ management API, for rogerctl."""
         self.nodes: list[NodeProcess] = []
+        """Every node it started, stopped at the end of the test."""
         self._count = 0
 
     def env(self, name: str, **overrides: str) -> dict[str, str]:

@@ -107,8 +107,8 @@ def parse_dockerfile(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def dockerfile_args(instruction: str) -> list[str]:
-    return [args for name, args in parse_dockerfile(DOCKERFILE.read_text()) if name == instruction]
+def dockerfile_args(instruction: str, path: Path = DOCKERFILE) -> list[str]:
+    return [args for name, args in parse_dockerfile(path.read_text()) if name == instruction]
 
 
 def exec_form(args: str) -> list[str]:
@@ -232,13 +232,15 @@ def test_demo_starts_partition_myapp_and_enqueues_demo_jobs(services: dict[str, 
     assert demo["healthcheck"]["disable"] is True, "rogerctl serves no /healthz"
     assert set(node_services(services)) <= set(demo["depends_on"])
     script = "\n".join(demo["command"]) if isinstance(demo["command"], list) else demo["command"]
-    assert re.search(r"^\s*rogerctl partition start myapp\b", script, re.M), script
-    enqueued = re.findall(r"rogerctl job enqueue myapp (\S+)", script)
-    assert enqueued, script
-    for job in enqueued:
-        module, _, cls = shlex.split(job)[0].partition(":")
-        assert module in demo["environment"]["ROGER_JOBS"].split(","), job
-        assert hasattr(importlib.import_module(module), cls), job
+    # The same demo as the local `scripts/demo` (testing/cluster.py calls cli/demo.py's run_demo).
+    assert re.search(r"^\s*python -m roger_cluster\.cli\.demo --partition myapp$", script, re.M), script
+    from roger_cluster import demo as demo_jobs
+    from roger_cluster.cli import demo as cli_demo
+
+    assert cli_demo.PARTITION == "myapp"
+    for job in (demo_jobs.Sleep, demo_jobs.Hello):
+        assert job.__module__ in demo["environment"]["ROGER_JOBS"].split(","), job
+        assert hasattr(importlib.import_module(job.__module__), job.__name__), job
 
 
 # --- deploy/kubernetes/ -------------------------------------------------------------------------
@@ -354,6 +356,30 @@ def test_pods_run_as_the_image_user(resources: list[dict[str, Any]]) -> None:
     assert str(security["runAsUser"]) == dockerfile_args("USER")[-1].split(":")[0]
 
 
+def test_the_partitions_job_starts_partitions_if_absent_with_the_nodes_image_and_settings(
+    resources: list[dict[str, Any]], node_container: dict[str, Any]
+) -> None:
+    job = the_one(resources, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0, "a finished Job must go, or the next apply fails"
+    [container] = pod["containers"]
+    assert container["image"] == node_container["image"]
+    assert container["envFrom"] == node_container["envFrom"]
+    amqp_url = env_of(node_container, resources)["ROGER_AMQP_URL"]
+    assert env_of(container, resources)["ROGER_AMQP_URL"] == amqp_url
+    assert str(pod["securityContext"]["runAsUser"]) == dockerfile_args("USER")[-1].split(":")[0]
+    script = "\n".join(container["args"])
+    lines = [shlex.split(line) for line in script.splitlines() if line.strip()]
+    assert lines and all(line[:3] == ["rogerctl", "partition", "start"] for line in lines), script
+    from roger_cluster.cli import ctl
+
+    for line in lines:
+        args = ctl.parser().parse_args(line[1:])  # the real parser: a typo would exit 2
+        assert args.if_absent, line
+        ctl.parse_queues(args.queues)
+
+
 # --- deploy/systemd/ ----------------------------------------------------------------------------
 
 
@@ -436,3 +462,25 @@ def test_image_has_a_healthcheck_on_healthz() -> None:
     assert "urllib.request" in argv[2]
     assert "http://127.0.0.1:" in argv[2] and "/healthz" in argv[2]
     compile(argv[2], "HEALTHCHECK", "exec")
+
+
+# --- examples/docker/ ---------------------------------------------------------------------------
+
+APP_DOCKERFILE = REPO / "examples" / "docker" / "Dockerfile"
+
+
+def test_the_app_image_recipe_builds_on_the_project_image_and_runs_the_apps_jobs() -> None:
+    def args(instruction: str) -> list[str]:
+        return dockerfile_args(instruction, APP_DOCKERFILE)
+
+    (base_arg,) = args("ARG")
+    name, _, default = base_arg.partition("=")
+    assert args("FROM") == [f"${{{name}}}"]
+    kustomization = load_yaml(KUBERNETES_DIR / "kustomization.yaml")
+    assert default.split(":") == ["roger-cluster", pyproject()["project"]["version"]]
+    assert default.split(":")[0] in {image["name"] for image in kustomization["images"]}
+    assert any(re.search(r"\bpip install \.(\s|$)", run) for run in args("RUN"))
+    assert args("USER")[-1] == dockerfile_args("USER")[-1], "back to the base image's user"
+    assert exec_form(args("ENTRYPOINT")[-1]) == ["roger-node"]
+    cmd = exec_form(args("CMD")[-1])
+    assert cmd[0] == "--jobs" and cmd[1]
