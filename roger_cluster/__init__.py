@@ -12,6 +12,7 @@ from .config import AmqpConfig, EtcdConfig, NodeConfig
 from .errors import (
     BrokerConnectionError,
     BrokerError,
+    ClientClosed,
     ClusterConnectionError,
     ClusterError,
     ConfigError,
@@ -34,6 +35,7 @@ from .errors import (
 from .job import Job, JobRegistry
 from .node import Node
 from .schedules import Schedule
+from .sync_client import SyncClient
 
 __all__ = [
     # the API
@@ -42,6 +44,7 @@ __all__ = [
     "JobRegistry",
     "Node",
     "Schedule",
+    "SyncClient",
     # configuration
     "AmqpConfig",
     "EtcdConfig",
@@ -49,6 +52,7 @@ __all__ = [
     # errors
     "RogerError",
     "ConfigError",
+    "ClientClosed",
     "InvalidEntry",
     "DecodeError",
     "JobError",
