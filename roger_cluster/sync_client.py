@@ -2,7 +2,7 @@
 
 One background thread owns an event loop, and in it one `Client` with its AMQP connection and
 etcd channel. Every call from any thread submits a coroutine to that loop
-(`asyncio.run_coroutine_threadsafe`) and blocks on its result, so calls from many request threads
+(`_Loop.run`) and blocks on its result, so calls from many request threads
 share the connection and are in flight together: eight threads enqueueing at once have eight
 publisher confirms outstanding, not one round trip at a time under a lock. Reconnecting is the
 async client's (a lost connection is opened again by the next call).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
+import collections
 import datetime
 import functools
 import logging
@@ -55,12 +55,45 @@ CLOSE_TIMEOUT = 10.0  # seconds `close()` waits for the connections to close and
 FORK_CLOSE_TIMEOUT = 5.0  # seconds a fork waits for the etcd channel to close
 
 
+class _Call:
+    """One call from a thread: the coroutine to run and where its outcome goes.
+
+    The waiting thread blocks on `done`, a plain lock the loop releases: the cheapest hand-off
+    CPython has (a concurrent.futures.Future adds a Condition and a chain of callbacks).
+    """
+
+    __slots__ = ("coroutine", "done", "error", "result", "task")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self.coroutine = coroutine
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def settle(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.error = asyncio.CancelledError()
+        else:
+            self.error = task.exception()
+            self.result = None if self.error is not None else task.result()
+        self.done.release()
+
+
 class _Loop:
-    """The background thread, its event loop and the `Client` that lives in it."""
+    """The background thread, its event loop and the `Client` that lives in it.
+
+    Calls are handed over in batches: a thread appends its call to `_pending` and wakes the loop
+    only if no wake-up is on its way yet, so under load one wake-up starts many calls.
+    """
 
     def __init__(self, client: Client) -> None:
         self.client = client  # made by the caller (no I/O); used only inside the loop from now on
         self.loop = asyncio.new_event_loop()
+        self._pending: collections.deque[_Call] = collections.deque()
+        self._pending_lock = threading.Lock()
+        self._scheduled = False  # a `_start_pending` is on its way to the loop
         self.thread = threading.Thread(target=self._run, name="roger-sync-client", daemon=True)
         self.thread.start()
 
@@ -68,13 +101,44 @@ class _Loop:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def submit(self, coroutine: Coroutine[Any, Any, R]) -> concurrent.futures.Future[R]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+    def run(self, coroutine: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
+        """Run `coroutine` in the loop and wait for its outcome (TimeoutError after `timeout`)."""
+        call = _Call(coroutine)
+        with self._pending_lock:
+            self._pending.append(call)
+            wake, self._scheduled = not self._scheduled, True
+        if wake:
+            self.loop.call_soon_threadsafe(self._start_pending)
+        try:
+            if not call.done.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError(f"no answer within {timeout:g}s")
+        except BaseException:  # interrupted (Ctrl-C) or timed out: do not leave it running
+            self.loop.call_soon_threadsafe(self._cancel, call)
+            raise
+        if call.error is not None:
+            raise call.error
+        result: R = call.result
+        return result
+
+    def _start_pending(self) -> None:
+        with self._pending_lock:
+            calls = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+        for call in calls:
+            call.task = self.loop.create_task(call.coroutine)
+            call.task.add_done_callback(call.settle)
+
+    def _cancel(self, call: _Call) -> None:
+        if call.task is not None:
+            call.task.cancel()
+        else:  # still pending: it will be started and cancelled at once
+            self.loop.call_soon(self._cancel, call)
 
     def stop(self, timeout: float) -> None:
         """Close the client in its loop, then end the loop and its thread (bounded by `timeout`)."""
         try:
-            self.submit(self.client.close()).result(timeout)
+            self.run(self.client.close(), timeout)
         except Exception as e:  # closing is best effort: the thread must end all the same
             log.warning("closing the SyncClient's connections: %s: %s", type(e).__name__, e)
         finally:
@@ -207,12 +271,7 @@ class SyncClient:
         loop = self._running()
         if threading.current_thread() is loop.thread:
             raise RuntimeError("a SyncClient called from its own thread (a callback?) would wait forever")
-        future = loop.submit(method(loop.client, *args, **kwargs))
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # interrupted (Ctrl-C) or failed: do not leave it running
-            raise
+        return loop.run(method(loop.client, *args, **kwargs))
 
     def _release_etcd(self) -> None:
         """Close the etcd channel (before a fork); bounded, and never raises."""
@@ -220,7 +279,7 @@ class SyncClient:
         if loop is None or threading.current_thread() is loop.thread:
             return
         try:
-            loop.submit(loop.client.close_etcd()).result(FORK_CLOSE_TIMEOUT)
+            loop.run(loop.client.close_etcd(), FORK_CLOSE_TIMEOUT)
         except Exception as e:
             log.warning("closing the etcd channel before a fork: %s: %s", type(e).__name__, e)
 
