@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from roger_cluster import Job
@@ -27,4 +28,4 @@ class SendWelcome(Job):
     def perform(self, args: Any) -> None:
         log.info("welcome mail to %s", args["email"])
         if ledger := os.environ.get("EXAMPLE_LEDGER"):
-            record(ledger, event="end", id=self.id, email=args["email"])
+            record(ledger, event="end", id=self.id, t=time.time(), email=args["email"])

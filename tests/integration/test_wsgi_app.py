@@ -111,7 +111,7 @@ async def test_a_flask_app_under_gunicorn_preload_enqueues_2000_jobs_that_run_on
             return await asyncio.to_thread(get, f"{base}/healthz") == 200
 
         await eventually(serving, timeout=30, message="gunicorn serving")
-        assert len(workers(master.pid)) == 2
+        await eventually(lambda: len(workers(master.pid)) == 2, timeout=30, message="2 workers")
 
         def post_all() -> list[str]:
             with ThreadPoolExecutor(CLIENT_THREADS) as pool:
