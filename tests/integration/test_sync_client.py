@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from roger_cluster import Client, ClientClosed, ConfigError, SyncClient
+from roger_cluster import BrokerError, Client, ClientClosed, ClusterError, ConfigError, SyncClient
+from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.management import Management
 from roger_cluster.testing import NodeFactory, ended, events, eventually, start_consuming
 from roger_cluster.testing.etcd import EtcdEndpoint
 from roger_cluster.testing.rabbitmq import RabbitEndpoint
+from roger_cluster.testing.servers import EtcdServer, RabbitServer
 from tests.jobs import Record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,3 +191,45 @@ async def test_a_call_without_a_partition_and_without_a_default_names_the_fix(
         roger.enqueue_many([Record.create({})])
     with pytest.raises(ConfigError, match="partition"):
         SyncClient(partition="not a name")
+
+
+async def test_the_sync_client_reconnects_after_rabbitmq_and_etcd_restart(
+    private_rabbitmq: RabbitServer, private_etcd: EtcdServer, roger_partition: str
+) -> None:
+    roger = SyncClient(
+        private_rabbitmq.endpoint.amqp_url, private_etcd.endpoint.endpoints, "sync", partition=roger_partition
+    )
+    try:
+        await asyncio.to_thread(roger.set_partition, roger_partition, {"default": 1})
+        first = await asyncio.to_thread(roger.enqueue, Record.create({}))
+
+        await asyncio.to_thread(private_rabbitmq.stop)
+        with pytest.raises(BrokerError):
+            await asyncio.to_thread(roger.enqueue, Record.create({}))
+        await asyncio.to_thread(private_rabbitmq.start)
+        second = await eventually(lambda: asyncio.to_thread(_try_enqueue, roger), timeout=30)
+
+        await asyncio.to_thread(private_etcd.stop)
+        with pytest.raises(ClusterError):
+            await asyncio.to_thread(roger.partitions)
+        await asyncio.to_thread(private_etcd.start)
+        specs = await eventually(lambda: asyncio.to_thread(_try_partitions, roger), timeout=30)
+        assert specs is not None and [spec.name for spec in specs] == [roger_partition]
+        queued = await asyncio.to_thread(roger.queued, roger_partition, "default")
+        assert [job.id for job in queued] == [first, second]  # durable queue, persistent messages
+    finally:
+        await asyncio.to_thread(roger.close)
+
+
+def _try_enqueue(roger: SyncClient) -> str | None:
+    try:
+        return roger.enqueue(Record.create({}))
+    except BrokerError:
+        return None
+
+
+def _try_partitions(roger: SyncClient) -> list[PartitionSpec] | None:
+    try:
+        return roger.partitions()
+    except ClusterError:
+        return None
