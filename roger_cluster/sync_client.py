@@ -94,6 +94,7 @@ class _Loop:
         self._pending: collections.deque[_Call] = collections.deque()
         self._pending_lock = threading.Lock()
         self._scheduled = False  # a `_start_pending` is on its way to the loop
+        self._stopping = False  # set by `stop`: no call is taken or started any more
         self.thread = threading.Thread(target=self._run, name="roger-sync-client", daemon=True)
         self.thread.start()
 
@@ -105,6 +106,9 @@ class _Loop:
         """Run `coroutine` in the loop and wait for its outcome (TimeoutError after `timeout`)."""
         call = _Call(coroutine)
         with self._pending_lock:
+            if self._stopping:
+                coroutine.close()
+                raise ClientClosed("this SyncClient was closed; make a new one")
             self._pending.append(call)
             wake, self._scheduled = not self._scheduled, True
         if wake:
@@ -115,6 +119,8 @@ class _Loop:
         except BaseException:  # interrupted (Ctrl-C) or timed out: do not leave it running
             self.loop.call_soon_threadsafe(self._cancel, call)
             raise
+        if isinstance(call.error, asyncio.CancelledError):  # only `stop` cancels a call's task
+            raise ClientClosed("the SyncClient was closed while this call ran")
         if call.error is not None:
             raise call.error
         result: R = call.result
@@ -125,7 +131,13 @@ class _Loop:
             calls = list(self._pending)
             self._pending.clear()
             self._scheduled = False
+            stopping = self._stopping
         for call in calls:
+            if stopping:  # taken before `stop`, too late to start: the client is closing
+                call.coroutine.close()
+                call.error = ClientClosed("the SyncClient was closed before this call started")
+                call.done.release()
+                continue
             call.task = self.loop.create_task(call.coroutine)
             call.task.add_done_callback(call.settle)
 
@@ -135,10 +147,24 @@ class _Loop:
         else:  # still pending: it will be started and cancelled at once
             self.loop.call_soon(self._cancel, call)
 
+    async def _shutdown(self) -> None:
+        """Close the client, then end every call still running (their callers get ClientClosed)."""
+        await self.client.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
     def stop(self, timeout: float) -> None:
-        """Close the client in its loop, then end the loop and its thread (bounded by `timeout`)."""
+        """Close the client in its loop, then end the loop and its thread (bounded by `timeout`).
+        Calls waiting or running get ClientClosed; none is left blocked."""
+        with self._pending_lock:
+            self._stopping = True
+            if not self._scheduled:  # calls taken meanwhile are failed by `_start_pending`
+                self._scheduled = True
+                self.loop.call_soon_threadsafe(self._start_pending)
         try:
-            self.run(self.client.close(), timeout)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout)
         except Exception as e:  # closing is best effort: the thread must end all the same
             log.warning("closing the SyncClient's connections: %s: %s", type(e).__name__, e)
         finally:
