@@ -26,6 +26,7 @@ from .control.wire import RemoteError, RunningJob
 from .errors import (
     BrokerConnectionError,
     BrokerError,
+    ClientClosed,
     ClusterConnectionError,
     ClusterError,
     ConfigError,
@@ -53,6 +54,7 @@ from .queue_contents import BuriedJob, QueuedJob
 from .schedule_admin import ScheduleInfo
 from .scheduled import Scheduled, ScheduledJob
 from .schedules import Schedule
+from .sync_client import SyncClient
 
 Delay = _delays.Delay
 """A delay for `Client.enqueue(..., delay=)`: seconds, or a `datetime.timedelta`."""
@@ -68,6 +70,7 @@ __all__ = [
     "Node",
     "Schedule",
     "Delay",
+    "SyncClient",
     # configuration
     "AmqpConfig",
     "EtcdConfig",
@@ -93,6 +96,7 @@ __all__ = [
     # errors
     "RogerError",
     "ConfigError",
+    "ClientClosed",
     "InvalidEntry",
     "DecodeError",
     "JobError",

@@ -19,10 +19,10 @@ import asyncio
 import datetime
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, overload
 from urllib.parse import unquote, urlsplit
 
-from . import control
+from . import control, environment
 from .broker import Broker, OnCount
 from .cluster import audit
 from .cluster import drain as drains
@@ -130,11 +130,17 @@ class Client:
         cancel_ttl: int = DEFAULT_CANCEL_TTL,
         amqp_config: AmqpConfig | None = None,
         etcd_config: EtcdConfig | None = None,
+        partition: str | None = None,
     ) -> None:
         """Connection settings as strings, or whole configs (`amqp_config`,
-        `etcd_config`: TLS, etcd auth) which then take precedence."""
+        `etcd_config`: TLS, etcd auth) which then take precedence. `partition` is the
+        default partition of `enqueue`, `enqueue_many` and `cancel` (an app's own)."""
         self.cancel_ttl = cancel_ttl
         """Seconds a cancellation request is kept in etcd."""
+        self.default_partition = check_partition(partition) if partition is not None else None
+        """The partition of `enqueue`, `enqueue_many` and `cancel` when a call names none."""
+        self.management_url = management_url
+        """The RabbitMQ management API's URL, if given (else derived from the AMQP URL)."""
         self.amqp_config = amqp_config or AmqpConfig(
             url=amqp_url, queue_type=queue_type, delivery_limit=delivery_limit
         )
@@ -153,6 +159,37 @@ class Client:
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, partition: str | None = None) -> Client:
+        """A client configured as `rogerctl` is, from the ROGER_* variables (docs/configuration.md).
+
+        ROGER_AMQP_URL (or the file ROGER_AMQP_URL_FILE names), ROGER_ETCD, ROGER_NAMESPACE,
+        ROGER_QUEUE_TYPE, ROGER_DELIVERY_LIMIT, the TLS files ROGER_{AMQP,ETCD}_{CA,CERT,KEY},
+        ROGER_ETCD_USER with ROGER_ETCD_PASSWORD(_FILE), ROGER_MANAGEMENT_URL, ROGER_CANCEL_TTL,
+        and ROGER_PARTITION, the default partition (`partition` given here wins). Reads
+        `os.environ` unless `environ` is given; raises ConfigError for a value that does not parse.
+        Opens no connection.
+        """
+        settings = environment.client_settings(environ)
+        return cls(
+            management_url=settings.management_url,
+            cancel_ttl=settings.cancel_ttl,
+            amqp_config=settings.amqp,
+            etcd_config=settings.etcd,
+            partition=partition or settings.partition,
+        )
+
+    def partition_or_default(self, partition: str | None) -> str:
+        """`partition`, else the client's default; ConfigError naming the fix if neither."""
+        if partition is not None:
+            return partition
+        if self.default_partition is None:
+            raise ConfigError(
+                'no partition given and the client has no default: pass one (enqueue(job, "myapp")),'
+                ' or give the client one (Client(..., partition="myapp"), or ROGER_PARTITION for from_env)'
+            )
+        return self.default_partition
+
     @property
     def namespace(self) -> str:
         """The etcd namespace of this cluster."""
@@ -169,6 +206,16 @@ class Client:
         await self._broker.close()
         await self._etcd.close()
         self._etcd_ready = False
+
+    async def close_etcd(self) -> None:
+        """Close only the etcd channel; the next call that needs etcd opens it again.
+
+        `SyncClient` does this before a fork: gRPC's asyncio poller thread would not exist in
+        the child, and a channel left open keeps the child using it (and hanging).
+        """
+        async with self._etcd_lock:
+            self._etcd_ready = False
+            await self._etcd.close()
 
     async def broker(self) -> Broker:
         """The connected broker."""
@@ -192,7 +239,7 @@ class Client:
     async def enqueue(
         self,
         job: Job,
-        partition: str,
+        partition: str | None = None,
         queue: str | None = None,
         *,
         delay: Delay | None = None,
@@ -200,6 +247,7 @@ class Client:
     ) -> str:
         """Publish `job` to `partition` and wait for RabbitMQ's confirm; returns the job id.
 
+        Without `partition`, the client's default (`Client(partition=...)`, ROGER_PARTITION).
         With `delay` (seconds, or a timedelta) or `at` (an aware datetime) the job
         waits in RabbitMQ and runs no earlier than then (up to `delays.MAX_DELAY`
         ahead; a time already past runs it at once); see docs/scheduling.md.
@@ -212,7 +260,7 @@ class Client:
     async def enqueue_message(
         self,
         message: JobMessage,
-        partition: str,
+        partition: str | None = None,
         *,
         delay: Delay | None = None,
         at: datetime.datetime | None = None,
@@ -224,12 +272,12 @@ class Client:
         fails; a job with an execution key goes to its key's waiting queue.
         `delay` and `at` as for `enqueue`.
         """
-        return await self._enqueuer.one(message, partition, when_of(delay, at))
+        return await self._enqueuer.one(message, self.partition_or_default(partition), when_of(delay, at))
 
     async def enqueue_many(
         self,
         jobs: Iterable[Job],
-        partition: str,
+        partition: str | None = None,
         queue: str | None = None,
         *,
         delay: Delay | None = None,
@@ -240,9 +288,9 @@ class Client:
         Returns once every job is confirmed. If one fails, the first error is
         raised after the rest were tried; jobs confirmed before it are queued.
         `delay` and `at` as for `enqueue`, the same for every job (a delay
-        counts from each job's own publish).
+        counts from each job's own publish). Without `partition`, the client's default.
         """
-        check_partition(partition)
+        partition = check_partition(self.partition_or_default(partition))
         when = when_of(delay, at)
         return await self._enqueuer.many([JobMessage.from_job(job, queue) for job in jobs], partition, when)
 
@@ -426,12 +474,21 @@ class Client:
         for every queue at once; None if the management API cannot be reached."""
         return await self._reader.rates()
 
-    async def cancel(self, partition: str, job_id: str) -> None:
+    @overload
+    async def cancel(self, partition: str, job_id: str) -> None: ...
+
+    @overload
+    async def cancel(self, job_id: str, /) -> None: ...
+
+    async def cancel(self, partition: str, job_id: str | None = None) -> None:
         """Cancel a job wherever it is: dropped if still queued, stopped if running.
 
+        `cancel(partition, job_id)`, or `cancel(job_id)` in the client's default partition.
         The request lives in etcd for `cancel_ttl` seconds. Cancelling an
         unknown or finished job is not an error.
         """
+        if job_id is None:
+            partition, job_id = self.partition_or_default(None), partition
         etcd = await self.etcd()
         await request_cancel(etcd, self.namespace, partition, job_id, self.cancel_ttl)
 

@@ -37,6 +37,10 @@ class JobTimeout(JobError):
     """A job ran past its `max_execution_time`."""
 
 
+class ClientClosed(RogerError):
+    """The client was closed: make a new one (a `SyncClient` after `close()`)."""
+
+
 class BrokerError(RogerError):
     """RabbitMQ refused an operation."""
 

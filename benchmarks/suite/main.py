@@ -32,7 +32,7 @@ from roger_cluster import Client
 from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 
-from . import delayed, figures, others, report
+from . import delayed, figures, others, report, threads
 from .rig import QUEUE_TYPES, RUN_ENV, Options, Rig, log, node_env, redact
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -174,6 +174,7 @@ async def ours(work: figures.Work, rows: list[report.Row], errors: list[str]) ->
         await phase(f"ceiling and headline, {queue_type}", work.headline(queue_type), rows, errors)
     await phase("node matrix", work.matrix(), rows, errors)
     await phase("enqueue one at a time", work.one_at_a_time(), rows, errors)
+    await phase("SyncClient from threads", threads.rows(work), rows, errors)
     await phase("end-to-end latency", work.latency(), rows, errors)
     await phase("partition starts", work.partition_starts(), rows, errors)
     await phase("failover", work.failover(), rows, errors)

@@ -4,11 +4,11 @@ their exit codes: one table (`Exit`), mapped once from the RogerError tree."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import typing
 from enum import IntEnum
 
+from .. import environment
 from ..config import (
     DEFAULT_AMQP_URL,
     DEFAULT_DELIVERY_LIMIT,
@@ -94,7 +94,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 def env(name: str, default: str) -> str:
     """The environment variable `name`, or `default` if unset or empty."""
-    return os.environ.get(name) or default
+    return environment.get(name, default)
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -161,36 +161,24 @@ def add_security_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def secret(name: str) -> str | None:
-    """A secret from env `name`, or from the file named by env `name`_FILE."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    path = os.environ.get(f"{name}_FILE")
-    if not path:
-        return None
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError as e:
-        raise ConfigError(f"cannot read {name}_FILE {path!r}: {e.strerror}") from None
+    """A secret from env `name`, or from the file named by env `name`_FILE (`environment.secret`)."""
+    return environment.secret(name)
 
 
 def amqp_url(args: argparse.Namespace) -> str:
     """--amqp-url, else ROGER_AMQP_URL, else the file ROGER_AMQP_URL_FILE names, else the default."""
-    url: str | None = args.amqp_url or secret("ROGER_AMQP_URL")
-    return url or DEFAULT_AMQP_URL
+    return amqp_config(args).url
 
 
 def tls_files(args: argparse.Namespace, name: str) -> TlsFiles | None:
     """The TLS files given for `name` ("amqp" or "etcd"), or None."""
-    files = [getattr(args, f"{name}_{part}") for part in ("ca", "cert", "key")]
-    return TlsFiles(*files) if any(files) else None
+    return environment.tls_files(*(getattr(args, f"{name}_{part}") for part in ("ca", "cert", "key")))
 
 
 def amqp_config(args: argparse.Namespace) -> AmqpConfig:
-    """The AmqpConfig the flags describe."""
-    return AmqpConfig(
-        url=amqp_url(args),
+    """The AmqpConfig the flags describe (built as `Client.from_env` builds it: `environment.py`)."""
+    return environment.amqp_config(
+        url=args.amqp_url,
         queue_type=args.queue_type,
         delivery_limit=args.delivery_limit,
         tls=tls_files(args, "amqp"),
@@ -198,12 +186,9 @@ def amqp_config(args: argparse.Namespace) -> AmqpConfig:
 
 
 def etcd_config(args: argparse.Namespace) -> EtcdConfig:
-    """The EtcdConfig the flags describe."""
-    password = secret("ROGER_ETCD_PASSWORD") if args.etcd_user else None
-    if args.etcd_user and password is None:
-        raise ConfigError("--etcd-user needs a password in ROGER_ETCD_PASSWORD or ROGER_ETCD_PASSWORD_FILE")
-    return EtcdConfig.from_string(
-        args.etcd, args.namespace, tls=tls_files(args, "etcd"), user=args.etcd_user, password=password
+    """The EtcdConfig the flags describe (built as `Client.from_env` builds it: `environment.py`)."""
+    return environment.etcd_config(
+        endpoints=args.etcd, namespace=args.namespace, tls=tls_files(args, "etcd"), user=args.etcd_user
     )
 
 

@@ -209,9 +209,14 @@ class Etcd:
         self._metadata = (("token", reply.token),)
 
     async def close(self) -> None:
-        """Close the channel; in-flight calls fail with ClusterConnectionError."""
+        """Close the channel; in-flight calls fail with ClusterConnectionError.
+
+        The stubs go too: gRPC's asyncio layer shuts its process-wide poller thread down only
+        once no channel object is left, which a process about to fork needs (`sync_client.py`).
+        """
         channel, self._channel = self._channel, None
         self._metadata = None
+        self._kv = self._lease = self._watch = self._auth = None
         if channel is not None:
             await channel.close()
 

@@ -85,6 +85,9 @@ async def test_the_suite_counts_every_job_and_leaves_no_queue_or_process(
         "delayed job: due -> perform starts, p99",
         "enqueue_many delayed, confirms, window 1000 (quorum)",
         "  beside enqueue_many plain (quorum)",
+        "SyncClient.enqueue from 8 threads, confirms (quorum)",
+        "  beside enqueue_many, window 1000 (quorum)",
+        "  / enqueue_many",
     ):
         assert ours[figure]["value"] > 0, figure
     assert ours["delayed job: due -> perform starts, p50"]["note"].endswith("one every 50 ms")

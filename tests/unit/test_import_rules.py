@@ -2,7 +2,7 @@
 
 - Only `roger_cluster/broker/` imports aio_pika / aiormq / pamqp (the AMQP libraries).
 - Only `roger_cluster/cluster/` imports aetcd / grpc (the etcd client).
-- `client.py` and `config.py` import nothing of `roger_cluster.runtime`.
+- `client.py`, `sync_client.py`, `environment.py` and `config.py` import nothing of `roger_cluster.runtime`.
 - Nothing inside the package imports a name from the package `__init__` (it
   imports the client and the node: a module below them reading `__version__`
   from it pulls in everything). `from roger_cluster import control` is fine:
@@ -84,7 +84,13 @@ def test_the_client_and_the_configuration_do_not_import_the_runtime() -> None:
     wrong = [
         f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}"
         for name, path in modules()
-        if name in ("roger_cluster.client", "roger_cluster.config")
+        if name
+        in (
+            "roger_cluster.client",
+            "roger_cluster.sync_client",
+            "roger_cluster.environment",
+            "roger_cluster.config",
+        )
         for line, module, names in imports(name, path)
         if module.startswith("roger_cluster.runtime") or (module == "roger_cluster" and "runtime" in names)
     ]
