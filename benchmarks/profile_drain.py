@@ -28,11 +28,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import aio_pika
+
 from roger_cluster import Client
 from roger_cluster.broker import Broker
 from roger_cluster.cluster.partitions import PartitionSpec, put_partition
+from roger_cluster.delays import LEVELS
 from roger_cluster.demo import Noop, NoopSync
-from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
+from roger_cluster.names import (
+    buried_queue_name,
+    delay_exchange_name,
+    delay_queue_name,
+    due_queue_name,
+    queue_name,
+    release_queue_name,
+    undeliverable_queue_name,
+)
 from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 from roger_cluster.testing.wait import eventually
@@ -127,6 +138,7 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
         finally:
             factory.cleanup()
             await drop_queues(await client.broker(), tag)  # even when the node did not start
+            await drop_delay_levels(args.amqp_url, tag)
             await client.close()
             etcd.cleanup()
     return raw
@@ -136,6 +148,20 @@ async def drop_queues(broker: Broker, partition: str) -> None:
     names = (queue_name(partition, QUEUE), buried_queue_name(partition, QUEUE), release_queue_name(partition))
     for name in names:
         await broker.delete_queue(name)
+
+
+async def drop_delay_levels(amqp_url: str, namespace: str) -> None:
+    """The delay levels and due queues the node declared for its namespace."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in (due_queue_name(namespace), undeliverable_queue_name(namespace)):
+            await channel.queue_delete(name)
+        for level in range(LEVELS):
+            await channel.queue_delete(delay_queue_name(namespace, level))
+            await channel.exchange_delete(delay_exchange_name(namespace, level))
+    finally:
+        await connection.close()
 
 
 def main() -> int:
