@@ -1,6 +1,6 @@
 """Where a draining node spends its time: py-spy samples one `roger-node` draining no-op jobs.
 
-    .venv/bin/python benchmarks/profile_drain.py [--jobs 20000] [--prefetch 100] [--out DIR]
+    .venv/bin/python benchmarks/profile_drain.py [--jobs 20000] [--prefetch 100] [--sync] [--out DIR]
 
 A private etcd in a temp dir; the broker at --amqp-url (the queue made is deleted after). The
 backlog is enqueued first, a node started and `py-spy record` attached to it (raw collapsed stacks,
@@ -8,7 +8,9 @@ idle frames excluded) while it is given the partition and drains it. The report 
 by layer (our code, aio-pika/aiormq, pamqp, msgpack, gRPC, the event loop itself) and lists the
 functions with the most self time. Samples whose innermost frame is `Thread.run` are left out:
 they are gRPC's completion-queue thread inside C code, which py-spy counts as busy while /proc shows
-it asleep (0.01 s of CPU in a 20,000-job drain). Needs py-spy (`pip install py-spy`) and ptrace rights.
+it asleep (0.01 s of CPU in a 20,000-job drain); so are samples whose innermost frame is
+`JobThreads._work` (an idle sync-job thread waiting for a call, with `--sync`). Needs py-spy
+(`pip install py-spy`) and ptrace rights.
 """
 
 from __future__ import annotations
@@ -26,11 +28,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import aio_pika
+
 from roger_cluster import Client
 from roger_cluster.broker import Broker
 from roger_cluster.cluster.partitions import PartitionSpec, put_partition
-from roger_cluster.demo import Noop
-from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
+from roger_cluster.delays import LEVELS
+from roger_cluster.demo import Noop, NoopSync
+from roger_cluster.names import (
+    buried_queue_name,
+    delay_exchange_name,
+    delay_queue_name,
+    due_queue_name,
+    queue_name,
+    release_queue_name,
+    undeliverable_queue_name,
+)
 from roger_cluster.testing.nodes import NodeFactory
 from roger_cluster.testing.servers import EtcdServer
 from roger_cluster.testing.wait import eventually
@@ -69,8 +82,8 @@ def report(raw: Path, top: int) -> str:
         count = int(count_text)
         frames = stack.split(";")
         leaf = re.sub(r":\d+\)$", ")", frames[-1])  # a function, not one of its lines
-        if leaf.startswith("Thread.run ("):
-            native += count  # a thread inside C code; see the module docstring
+        if leaf.startswith(("Thread.run (", "JobThreads._work (")):
+            native += count  # a thread inside C code (an idle job thread waits for a call)
             continue
         total += count
         by_layer[layer(leaf)] += count
@@ -101,7 +114,8 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
         try:
             broker = await client.broker()
             await broker.declare(tag, QUEUE)
-            await client.enqueue_many((Noop() for _ in range(args.jobs)), tag, QUEUE)
+            job_class = NoopSync if args.sync else Noop
+            await client.enqueue_many((job_class() for _ in range(args.jobs)), tag, QUEUE)
             node = await factory.start("profiled")
             spy = [args.py_spy, "record", "--format", "raw", "--rate", str(args.rate), "-o", str(raw)]
             process = subprocess.Popen([*spy, "--pid", str(node.pid)], stdout=subprocess.DEVNULL)  # noqa: ASYNC220
@@ -124,6 +138,7 @@ async def profile(args: argparse.Namespace, out: Path) -> Path:
         finally:
             factory.cleanup()
             await drop_queues(await client.broker(), tag)  # even when the node did not start
+            await drop_delay_levels(args.amqp_url, tag)
             await client.close()
             etcd.cleanup()
     return raw
@@ -135,6 +150,20 @@ async def drop_queues(broker: Broker, partition: str) -> None:
         await broker.delete_queue(name)
 
 
+async def drop_delay_levels(amqp_url: str, namespace: str) -> None:
+    """The delay levels and due queues the node declared for its namespace."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in (due_queue_name(namespace), undeliverable_queue_name(namespace)):
+            await channel.queue_delete(name)
+        for level in range(LEVELS):
+            await channel.queue_delete(delay_queue_name(namespace, level))
+            await channel.exchange_delete(delay_exchange_name(namespace, level))
+    finally:
+        await connection.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=20_000)
@@ -143,6 +172,7 @@ def main() -> int:
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     p.add_argument("--out", type=Path, default=Path("profile-out"))
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--sync", action="store_true", help="plain `def` no-op jobs (worker threads)")
     p.add_argument(
         "--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     )

@@ -37,3 +37,10 @@ class Noop(Job):
 
     async def perform(self, args: Any) -> None:
         return None
+
+
+class NoopSync(Job):
+    """Does nothing in a plain `def`: the benchmark's sync job (it runs in a worker thread)."""
+
+    def perform(self, args: Any) -> None:
+        return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from .broker import Broker
 from .callbacks import Callbacks, load_callbacks
@@ -39,6 +38,7 @@ from .runtime.due import DueQueue
 from .runtime.pipeline import Pipeline
 from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
+from .runtime.threads import JobThreads
 from .runtime.ticks import TickGate
 from .runtime.worker import Stop, Worker
 from .scheduler import Scheduler
@@ -120,7 +120,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []  # follow the map and converge to it
         self._session: list[asyncio.Task[None]] = []  # keep-alive and cancellations, until we leave
         self._draining: dict[asyncio.Task[None], QueueConsumer] = {}  # consumers finishing their jobs
-        self._executor: ThreadPoolExecutor | None = None
+        self._threads: JobThreads | None = None
         self._http: HealthServer | None = None
         self._worker: Worker | None = None
         self._pipeline: Pipeline | None = None
@@ -149,9 +149,9 @@ class Node:
         callbacks = Callbacks(
             self._callbacks or (load_callbacks(self.config.callbacks) if self.config.callbacks else None)
         )
-        self._executor = ThreadPoolExecutor(SYNC_JOB_THREADS, thread_name_prefix="roger-job")
+        self._threads = JobThreads(SYNC_JOB_THREADS)
         self._worker = Worker(
-            registry, self.name, self._executor, self.config.retry_levels, self.cancellations, callbacks
+            registry, self.name, self._threads, self.config.retry_levels, self.cancellations, callbacks
         )
         settler = Settler(self.broker, self.exec_keys, self.releaser, self.config.etcd.namespace)
         self._pipeline = Pipeline(
@@ -274,8 +274,8 @@ class Node:
         except RogerError as e:
             log.warning("could not revoke the node lease (it expires by itself): %s", e)
         await self._close_clients()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown()
         if self._http is not None:
             await self._http.stop()
         log.info("node %s stopped", self.name)
@@ -302,8 +302,8 @@ class Node:
         if self._worker is not None:
             self._worker.stop_all(Stop.SHUTDOWN)
         await self._close_clients()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown()
         log.warning("node %s aborted", self.name)
 
     def _on_cancel(self, ref: JobRef) -> None:

@@ -84,6 +84,20 @@ class SlowSync(Job):
         mark(self, "end")
 
 
+class SyncPolls(Job):
+    """A sync job without a time limit that polls `cancelled` for up to `sleep` seconds."""
+
+    def perform(self, args: Any) -> None:
+        mark(self, "start")
+        deadline = time.monotonic() + float(args["sleep"])
+        while time.monotonic() < deadline:
+            if self.cancelled:
+                mark(self, "stopped")
+                return
+            time.sleep(0.02)
+        mark(self, "end")
+
+
 class SyncRecord(Job):
     """Like Record, as a plain def running in a thread."""
 

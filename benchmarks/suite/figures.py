@@ -30,7 +30,8 @@ from .report import Row, check, ratio
 from .rig import QUEUE_TYPES, Measure, Rig, log
 
 OURS = "roger_cluster"
-SIDES = ("bare each", "bare batch", "ours")
+SIDES = ("bare each", "bare batch", "ours", "ours sync")
+SYNC_TARGET = 0.8  # issue 15, item 8: a plain `def` job drains at >= 0.8x an async one
 PEER_QUEUE_TYPE = "classic"
 DRAIN_PEERS = ("celery", "dramatiq-1")  # the issue's "Celery solo / Dramatiq 1-proc"
 FAILOVER_BOUND = 2000.0  # milliseconds
@@ -96,6 +97,11 @@ class Work:
             placement = self.one_node(queue_type)
             enqueued, drained = await ours.filled_drain(rig, suffix, queue_type, placement, prefetch, False)
             return {"ours enqueue": enqueued, "ours drain": drained}
+        if side == "ours sync":
+            suffix = f"h{queue_type[0]}s{number}"
+            placement = self.one_node(queue_type)
+            _, drained = await ours.filled_drain(rig, suffix, queue_type, placement, prefetch, True)
+            return {"ours sync drain": drained}
         partition = await rig.partition(f"b{queue_type[0]}{side[5]}{number}", queue_type)
         published = await ceiling.publish(rig, partition, self.options.jobs, ENQUEUE_WINDOW)
         drained = await ceiling.drain(rig, partition, side.split()[1])
@@ -104,9 +110,12 @@ class Work:
 
     async def headline(self, queue_type: str) -> list[Row]:
         samples: dict[str, list[Measure]] = defaultdict(list)
+        # The sync drain runs in the rounds of the matrix's queue type, beside the async one, so
+        # their ratio compares drains of the same rounds on the same machine load.
+        sides = SIDES if queue_type == self.options.queue_type else SIDES[:-1]
         for number in range(self.options.rounds):
-            shift = number % len(SIDES)
-            for side in SIDES[shift:] + SIDES[:shift]:
+            shift = number % len(sides)
+            for side in sides[shift:] + sides[:shift]:
                 for key, measured in (await self.side(queue_type, side, number)).items():
                     samples[key].append(measured)
                     log(f"   round {number + 1}, {queue_type}: {key} {measured.rate:,.0f}/s")
@@ -147,6 +156,12 @@ class Work:
             ),
             *([self.versus_peers("drain", drain.rate, 2.0, DRAIN_PEERS)] if classic else []),
         ]
+        if (sync := m.get("ours sync drain")) is not None:
+            figure = f"drain, 1 node, sync, concurrency {self.options.prefetch} ({queue_type})"
+            rows += [
+                rate(OURS, figure, sync),
+                at_least("  / async drain, same rounds", sync.rate, drain.rate, SYNC_TARGET),
+            ]
         return rows
 
     def versus_peers(self, figure: str, ours_rate: float, times: float, cases: tuple[str, ...]) -> Row:
@@ -169,8 +184,8 @@ class Work:
         for count in self.options.nodes:
             for sync in (False, True):
                 for concurrency in self.options.concurrency:
-                    if (count, sync, concurrency) == (1, False, self.options.prefetch):
-                        continue  # the headline drain of this queue type
+                    if (count, concurrency) == (1, self.options.prefetch):
+                        continue  # the headline drains of this queue type, async and sync
                     rows.append(await self.cell(queue_type, count, sync, concurrency))
         return rows
 

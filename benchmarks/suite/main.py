@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     add("--samples", type=int, help="end-to-end latency samples (default 300; 50 quick)")
     add("--interval", type=float, default=0.02, help="seconds between latency jobs (default %(default)s)")
     add("--starts", type=int, help="partition starts timed (default 30; 10 quick)")
-    add("--kills", type=int, help="nodes killed under a running job (default 5; 2 quick)")
+    add("--kills", type=int, help="nodes killed under a running job (default 5; 2 quick; 0: no failover)")
     add("--no-peers", dest="peers", action="store_false", help="skip Celery and Dramatiq")
     add("--peer-rounds", type=int, default=1, help="rounds of the peers (default %(default)s)")
     add(
@@ -108,9 +108,9 @@ def options(args: argparse.Namespace) -> Options:
         growth=args.growth,
         output="json" if args.json else "markdown" if args.markdown else "text",
     )
-    if o.jobs < 2 or o.rounds < 1 or o.prefetch < 1 or min(o.single, o.samples, o.starts, o.kills) < 1:
+    if o.jobs < 2 or o.rounds < 1 or o.prefetch < 1 or min(o.single, o.samples, o.starts) < 1 or o.kills < 0:
         raise SystemExit(
-            "need --jobs >= 2 and --rounds, --prefetch, --single, --samples, --starts, --kills >= 1"
+            "need --jobs >= 2, --rounds, --prefetch, --single, --samples, --starts >= 1, --kills >= 0"
         )
     if o.kills and max(o.nodes) < 2:
         raise SystemExit("the failover figure needs --nodes with at least 2")
@@ -177,7 +177,8 @@ async def ours(work: figures.Work, rows: list[report.Row], errors: list[str]) ->
     await phase("SyncClient from threads", threads.rows(work), rows, errors)
     await phase("end-to-end latency", work.latency(), rows, errors)
     await phase("partition starts", work.partition_starts(), rows, errors)
-    await phase("failover", work.failover(), rows, errors)
+    if work.options.kills:
+        await phase("failover", work.failover(), rows, errors)
     await phase("delayed jobs", delayed.rows(work), rows, errors)
 
 

@@ -16,7 +16,6 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +27,7 @@ from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
 from ..retry import next_delay
 from .execution import DONE, Action, Execution, Outcome
+from .threads import Call, JobThreads, Raised
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,17 @@ class Running:
     started: float  # time.monotonic()
     stop: asyncio.Future[Stop]  # resolved with why the job must stop
     task: asyncio.Task[Any] | None = None  # an async job runs in its delivery's task
+    call: Call | None = None  # a sync job runs in one of the worker's threads
 
 
 class Worker:
-    """Runs jobs of allowed classes on one node; sync jobs in `executor`'s threads."""
+    """Runs jobs of allowed classes on one node; sync jobs in `threads`."""
 
     def __init__(
         self,
         registry: JobRegistry,
         node: str,
-        executor: Executor,
+        threads: JobThreads,
         retry_levels: Sequence[int],
         cancellations: Cancellations,
         callbacks: Callbacks,
@@ -71,7 +72,7 @@ class Worker:
         self.retry_levels = tuple(retry_levels)
         self.cancellations = cancellations
         self.callbacks = callbacks
-        self._executor = executor
+        self._threads = threads
         self.running: dict[JobRef, Running] = {}
         self.metrics: Metrics | None = None
 
@@ -83,6 +84,8 @@ class Worker:
         running.stop.set_result(why)
         if running.task is not None:
             running.task.cancel()  # lands in the job's current await
+        elif running.call is not None:
+            _halt(running.call.future)  # the delivery's task stops waiting; the thread goes on
         return True
 
     def stop_queue(self, partition: str, queue: str, why: Stop) -> int:
@@ -151,17 +154,15 @@ class Worker:
         ref = (ex.partition, job.id)
         stop: asyncio.Future[Stop] = asyncio.get_running_loop().create_future()
         ex.started = time.monotonic()
-        if job.is_async() and job.max_execution_time is None:
+        if not job.is_async():
+            return await self._perform_in_thread(ex, job, ref, stop)
+        if job.max_execution_time is None:
             return await self._perform_inline(ex, job, ref, stop)
-        work: asyncio.Future[Any]
-        if job.is_async():  # its own task, so a job that ignores cancellation cannot hold its delivery
-            work = asyncio.ensure_future(_contained(job.perform(ex.message.args)))
-        else:
-            work = asyncio.get_running_loop().run_in_executor(self._executor, job.perform, ex.message.args)
-        task = work if isinstance(work, asyncio.Task) else None
+        # Its own task, so a job that ignores cancellation cannot hold its delivery.
+        task = asyncio.ensure_future(_contained(job.perform(ex.message.args)))
         self.running[ref] = running = Running(job, ex.started, stop, task)
         try:
-            return await self._perform_apart(ex, job, work, running)
+            return await self._perform_apart(ex, job, task, running)
         finally:
             self.running.pop(ref, None)
 
@@ -189,28 +190,62 @@ class Worker:
             return self._stopped(ex, stop.result(), None)
         return Outcome(Action.ACK, result=result) if "after_run" in self.callbacks else DONE
 
+    async def _perform_in_thread(
+        self, ex: Execution, job: Job, ref: JobRef, stop: asyncio.Future[Stop]
+    ) -> Outcome:
+        """A sync job runs in one of the worker's threads; this task awaits the one future
+        the thread completes. A stop or the time limit completes that future first (`_halt`):
+        the delivery is settled at once, and the thread keeps the slot until it returns."""
+        assert ex.message is not None
+        call = self._threads.submit(job.perform, ex.message.args)
+        self.running[ref] = Running(job, ex.started, stop, None, call)
+        limit = job.max_execution_time
+        timer = None if limit is None else asyncio.get_running_loop().call_later(limit, _halt, call.future)
+        try:
+            result = await call.future
+        except Raised as e:
+            return self._failed(ex, e.error)
+        except asyncio.CancelledError:
+            if not call.future.cancelled() or _cancelling():
+                raise  # not ours to swallow: the node is aborting
+            return self._stopped(ex, Stop.SHUTDOWN, None)  # the threads shut down before it started
+        finally:
+            self.running.pop(ref, None)
+            if timer is not None:
+                timer.cancel()
+        if result is not _HALTED:
+            return Outcome(Action.ACK, result=result) if "after_run" in self.callbacks else DONE
+        job.request_stop()
+        lingering = None if call.finished else call.lingering()
+        if lingering is not None:
+            log.warning(
+                "job %s does not stop; its slot stays taken until it returns", job.id, extra=ex.log_fields()
+            )
+        if stop.done():
+            return self._stopped(ex, stop.result(), lingering)
+        error = JobTimeout(f"job {job.id} ran past its max_execution_time of {limit}s")
+        return replace(self._failed(ex, error), lingering=lingering)
+
     async def _perform_apart(
         self, ex: Execution, job: Job, work: asyncio.Future[Any], running: Running
     ) -> Outcome:
-        """A sync job (in a thread) or an async job with a time limit (in its own task):
-        stopped at its limit or when asked, and settled then even if it does not stop."""
+        """An async job with a time limit, in its own task: stopped at its limit or when
+        asked, and settled then even if it does not stop."""
         limit = job.max_execution_time
         done, _ = await asyncio.wait({work, running.stop}, timeout=limit, return_when="FIRST_COMPLETED")
         if work in done:
             running.stop.cancel()
             try:
                 result = work.result()
-            except _Raised as e:
+            except Raised as e:
                 return self._failed(ex, e.error)
-            except BaseException as e:  # raised in the job's thread, SystemExit included
-                return self._failed(ex, e)
             return Outcome(Action.ACK, result=result) if "after_run" in self.callbacks else DONE
         job.request_stop()
         if running.task is not None:
             running.task.cancel()
             await asyncio.wait({running.task}, timeout=UNWIND_GRACE)
-        # A thread cannot be stopped, nor a task that ignores its cancellation: the
-        # delivery is settled now, and the job keeps its slot until it returns.
+        # A task that ignores its cancellation cannot be stopped: the delivery is
+        # settled now, and the job keeps its slot until it returns.
         work.add_done_callback(_retrieve)
         lingering = None if work.done() else work
         if lingering is not None:
@@ -294,13 +329,18 @@ def refused(reason: str, node: str) -> Outcome:
     return Outcome(Action.BURY, ending="refused", headers=refusal_headers(reason, node))
 
 
-class _Raised(Exception):
-    """What an async job running in its own task raised, carried out of the task: a task
-    that raises KeyboardInterrupt or SystemExit would stop the event loop."""
+# What a sync job's future is completed with when its job was stopped or ran past its limit.
+_HALTED: Any = object()
 
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(repr(error))
-        self.error = error
+
+def _halt(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_HALTED)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _contained(work: Awaitable[Any]) -> Any:
@@ -309,7 +349,7 @@ async def _contained(work: Awaitable[Any]) -> Any:
     except asyncio.CancelledError:
         raise
     except BaseException as e:
-        raise _Raised(e) from None
+        raise Raised(e) from None
 
 
 def _uncancel() -> None:

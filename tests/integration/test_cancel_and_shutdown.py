@@ -72,6 +72,27 @@ async def test_cancel_reaches_a_running_job_within_one_second_of_the_request(
     assert stopped["t"] - asked < 1.0
 
 
+async def test_a_running_sync_job_is_settled_at_once_when_cancelled_and_sees_cancelled(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    await node_factory.start(jobs="tests.jobs", ROGER_CALLBACKS="tests.jobs:hooks")
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    job = jobs.SyncPolls.create({"ledger": str(ledger), "sleep": 60})
+    after = jobs.SyncRecord.create({"ledger": str(ledger)})
+    await roger_client.enqueue_many([job, after], roger_partition)
+    await eventually(lambda: events(ledger, "start", job.id), timeout=15)
+
+    asked = time.time()
+    await roger_client.cancel(roger_partition, job.id)
+    [cancelled] = await eventually(lambda: events(ledger, "on_cancel", job.id), timeout=5)
+    [stopped] = await eventually(lambda: events(ledger, "stopped", job.id), timeout=5)
+    assert cancelled["t"] - asked < 1.0 and stopped["t"] - asked < 1.0
+    await eventually(lambda: ended(ledger)[after.id] == 1, timeout=15)
+    assert events(ledger, "start", after.id)[0]["t"] >= stopped["t"]  # one slot, never two jobs
+    assert events(ledger, "end", job.id) == []
+    assert await roger_client.buried(roger_partition, "default") == []
+
+
 async def test_cancelling_an_unknown_job_is_not_an_error(
     node_factory: NodeFactory, roger_client: Client, roger_partition: str
 ) -> None:
