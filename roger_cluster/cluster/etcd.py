@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -165,6 +167,7 @@ class Etcd:
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
         self._channel: grpc.aio.Channel | None = None
+        _CLIENTS.add(self)
         self._kv: Any = None
         self._lease: Any = None
         self._watch: Any = None
@@ -173,6 +176,8 @@ class Etcd:
 
     async def connect(self) -> None:
         """Open the channel and check that etcd answers."""
+        if _forked_with_open_channel:
+            raise ClusterConnectionError(FORKED_WITH_OPEN_CHANNEL)
         if self._channel is None:
             try:
                 target = await _target(self.config)
@@ -406,3 +411,25 @@ def _event(event: Any) -> WatchEvent:
         value=None if deleted else bytes(event.kv.value),
         revision=event.kv.mod_revision,
     )
+
+
+# gRPC's asyncio channels do not survive a fork: once a process forks with one open, every
+# etcd call in the child hangs, on a new channel too. SyncClient closes its channel before a
+# fork; for anything else, the child fails fast with the fix instead of hanging.
+FORKED_WITH_OPEN_CHANNEL = (
+    "this process was forked while an etcd channel was open in its parent, and gRPC's asyncio"
+    " channels do not survive a fork (etcd calls here would hang): close the Client before"
+    " forking (`await client.close()`), use SyncClient (fork-safe), or start processes with"
+    " multiprocessing's 'spawn' or 'forkserver' method"
+)
+_CLIENTS: weakref.WeakSet[Etcd] = weakref.WeakSet()
+_forked_with_open_channel = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_with_open_channel
+    if any(client._channel is not None for client in list(_CLIENTS)):
+        _forked_with_open_channel = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
