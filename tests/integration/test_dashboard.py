@@ -254,6 +254,37 @@ async def test_start_retry_buried_and_stop_from_the_page(
     assert await roger_client.partitions() == []
 
 
+async def test_with_a_token_the_browser_signs_in_and_its_actions_carry_the_csrf_token(
+    roger_client: Client, roger_partition: str, page: Page
+) -> None:
+    token = "browser-" + "t" * 20
+    async with DashboardServer(roger_client, "127.0.0.1", 0, token=token) as server:
+        await page.goto(server.url)
+        await page.fill('input[name="token"]', "not-the-token-at-all")
+        await page.click('form button[type="submit"]')
+        await page.wait_for_selector("text=wrong token")
+        await page.fill('input[name="token"]', token)
+        await page.click('form button[type="submit"]')
+        await page.wait_for_selector("#start-form")  # signed in: the dashboard itself
+        page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await page.fill("#start-name", roger_partition)
+        await page.fill("#start-queues", "default=1")
+        await page.click("#start-form button")
+        await page.wait_for_selector(f'tr.queue[data-partition="{roger_partition}"]')
+        assert [s.name for s in await roger_client.partitions()] == [roger_partition]
+        # The same action from the same browser session, without the page's CSRF token: refused.
+        refused = await page.evaluate(
+            """async (p) => (await fetch("/api/actions/stop_partition", {
+                method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({partition: p}),
+            })).status""",
+            roger_partition,
+        )
+        assert refused == 403
+        assert [s.name for s in await roger_client.partitions()] == [roger_partition]
+
+
 async def test_actions_with_bad_input_get_a_json_error_and_change_nothing(
     roger_client: Client, roger_partition: str, dashboard: DashboardServer
 ) -> None:
