@@ -522,6 +522,7 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
         try:
             amqp_url, management = args.amqp_url, management_for(args.amqp_url, args.management_url)
             if args.private_rabbitmq or not await management_answers(management):
+                await management.close()
                 say("starting a private RabbitMQ with the management plugin (the given one has no API)")
                 rabbit = RabbitServer(Path(tmp, "rabbitmq"))
                 await asyncio.to_thread(rabbit.start)
@@ -544,6 +545,7 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
                 await broker.close()
                 await amqp.close()
                 await etcd.close()
+                await management.close()
             return rows, header
         finally:
             etcd_server.cleanup()

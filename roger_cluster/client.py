@@ -154,7 +154,8 @@ class Client:
         self._enqueuer = Enqueuer(self.broker, self.etcd, self.etcd_config.namespace)
         self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
         self._schedules = Schedules(self.etcd, self.etcd_config.namespace, self.enqueue_message)
-        self._reader = Reader(Management.for_amqp(first_broker, management_url), vhost, self.broker)
+        self._management = Management.for_amqp(first_broker, management_url)
+        self._reader = Reader(self._management, vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
@@ -202,9 +203,10 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Close both connections, and the management API's connection pool."""
         await self._broker.close()
         await self._etcd.close()
+        await self._management.close()
         self._etcd_ready = False
 
     async def close_etcd(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -324,6 +325,16 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of rogerctl."""
+    try:
+        code = command(argv)
+        sys.stdout.flush()  # a reader gone before the end shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return reader_gone()
+
+
+def command(argv: list[str] | None) -> int:
+    """Parse `argv` and run the command; a RogerError becomes its exit code and one line."""
     args = parse(parser(), argv)
     if args.command == "completion":
         print_completion(args.shell)
@@ -336,6 +347,18 @@ def main(argv: list[str] | None = None) -> int:
         return fail("rogerctl", exit_code(e), explain(e, args.namespace), red)
     except KeyboardInterrupt:
         return fail("rogerctl", Exit.INTERRUPTED, "interrupted", red)
+
+
+def reader_gone() -> int:
+    """stdout's reader closed the pipe (`rogerctl nodes --json | head -1`): exit 1 quietly.
+
+    Python's documented recipe: point stdout at /dev/null, so that the flush at exit
+    does not raise BrokenPipeError again and print a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return Exit.FAILED
 
 
 if __name__ == "__main__":
