@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+
+import pytest
 
 from roger_cluster.broker.connection import Connection
 from roger_cluster.broker.spread import attempt_order, broker_order
@@ -56,3 +59,14 @@ def test_clients_without_a_name_pick_their_own_orders() -> None:
     config = AmqpConfig(url=",".join(BROKERS))
     firsts = {Connection(config).broker_order[0] for _ in range(60)}
     assert firsts == {0, 1, 2}  # 60 clients all on one broker: (1/3)^59
+
+
+def test_the_children_of_a_fork_rank_the_brokers_each_their_own_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = Connection(AmqpConfig(url=",".join(BROKERS)))
+    firsts = set()
+    for pid in range(1000, 1060):  # a SyncClient made before gunicorn forks its workers
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        firsts.add(connection.broker_order[0])
+    assert firsts == {0, 1, 2}
+    named = Connection(AmqpConfig(url=",".join(BROKERS)), connection_name="node-7")
+    assert named.broker_order == broker_order(BROKERS, "node-7")  # a node's does not change
