@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from roger_cluster.cluster import keys
 from roger_cluster.cluster.etcd import Etcd, WatchEvent, op_put
 from roger_cluster.cluster.partitions import PartitionSpec, put_partition, read_map
 from roger_cluster.cluster.watch import follow_prefix
@@ -39,17 +40,20 @@ async def test_a_map_bigger_than_one_page_is_read_whole(
             await etcd.delete_prefix(roger_namespace + "/")
 
 
-async def test_a_prefix_over_gRPCs_4_MiB_reply_limit_is_read_whole(private: Etcd) -> None:
-    value = b"x" * 5000  # 1,000 keys of 5 kB: 5 MB, over what one reply may carry
+async def test_a_map_over_gRPCs_4_MiB_reply_limit_is_read_whole(private: Etcd) -> None:
+    # 1,000 partitions of 50 queues with long names: 5 MB, over what one reply may carry.
+    spec = PartitionSpec("x", {f"q{j:02}_{'x' * 90}": 1 for j in range(50)})
+    value = spec.encode()
     for batch in range(10):  # etcd takes at most 128 operations per transaction
-        await private.txn([], [op_put(f"big/k{batch}{i:02}", value) for i in range(100)])
+        puts = [op_put(keys.partition("big", f"p{batch}{i:02}"), value) for i in range(100)]
+        await private.txn([], puts)
+    assert 1000 * len(value) > 4 * 2**20
     private.page_size = 0  # one reply: refused by gRPC on our side
     with pytest.raises(ClusterError, match="larger than max"):
-        await private.get_prefix("big/")
+        await read_map(private, "big")
     private.page_size = 1000  # a page of 1,000 is too big too: asked again at 500
-    kvs, _ = await private.get_prefix("big/")
-    assert len(kvs) == 1000 and all(kv.value == value for kv in kvs)
-    assert [kv.key for kv in kvs] == sorted(kv.key for kv in kvs)
+    found, _ = await read_map(private, "big")
+    assert len(found) == 1000 and all(s.queues == spec.queues for s in found.values())
 
 
 class Mirror:
