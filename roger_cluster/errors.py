@@ -82,7 +82,7 @@ class UnknownSchedule(ClusterError):
 
 
 class Compacted(ClusterError):
-    """The watch start revision was compacted away: re-read, then watch again."""
+    """The revision asked for was compacted away (or etcd is behind it): read whole, then watch again."""
 
 
 class DrainTimeout(ClusterError):

@@ -6,6 +6,7 @@ It turns their exceptions into `BrokerError` / `BrokerConnectionError` /
 libraries. `tests/unit/test_import_rules.py` keeps it so.
 
 - `connection.py`: the connection, its channels, the channel limit, `on_connection_lost`.
+- `spread.py`: which broker of a RabbitMQ cluster a process tries first, and next.
 - `topology.py`: declares (idempotent, replayable) and queue arguments, stats, deletes.
 - `publishing.py`: confirmed, mandatory publishes: jobs, waiting jobs, burials.
 - `delaying.py`: the namespace's delay levels; delayed jobs and retries go through them.
