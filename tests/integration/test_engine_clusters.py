@@ -140,3 +140,4 @@ async def test_nodes_spread_over_the_brokers_and_a_stopped_broker_loses_no_job(
         assert all(node.returncode is None for node in nodes)
     finally:
         factory.cleanup()
+        await management.close()
