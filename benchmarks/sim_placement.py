@@ -58,7 +58,7 @@ from roger_cluster.placement import Assignments
 from roger_cluster.testing.servers import EtcdServer
 
 NAMESPACE = "sim"
-View = frozenset[tuple[str, frozenset[str]]]
+View = frozenset[str]  # the live members' names: simulated nodes carry no labels
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,10 @@ class Counted(logging.Handler):
         self.counts: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.counts[record.msg.split("%", 1)[0].strip()] += 1
+        key = record.msg.split("%", 1)[0].strip()
+        if not self.counts[key]:
+            say(f"first warning of its kind: {record.getMessage()}")
+        self.counts[key] += 1
 
 
 WARNINGS = Counted()
@@ -182,6 +185,7 @@ class SimNode:
     ttl: int
     membership: Membership = field(init=False)
     view: View = frozenset()
+    changed_at: float = 0.0  # when its view last changed
     partitions: frozenset[str] = frozenset()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -194,7 +198,8 @@ class SimNode:
 
     def follow(self, views: Views) -> None:
         async def on_change(members: Mapping[str, frozenset[str]]) -> None:
-            view = frozenset(members.items())
+            view = frozenset(members)  # names only (no labels here): cheap for 1,000 nodes per event
+            self.changed_at = time.monotonic()
             index = await views.of(view, members)
             self.view, self.partitions = view, index.get(self.name, frozenset())
 
@@ -236,7 +241,7 @@ class Sim:
     async def settled(self, timeout: float) -> float:
         """Wait until every live node's view is the live set and its placement computed."""
         began = time.monotonic()
-        expected = frozenset((n.name, frozenset[str]()) for n in self.live())
+        expected = frozenset(n.name for n in self.live())
         while any(n.view != expected for n in self.live()):
             if time.monotonic() - began > timeout:
                 behind = sum(n.view != expected for n in self.live())
@@ -278,6 +283,14 @@ class Sim:
                 self.add(f"etcd {method} calls, {where}", started[method], "calls")
         self.add(f"etcd LeaseKeepAlive rate, {where}", started["LeaseKeepAlive"] / seconds, "calls/s")
         self.add(f"etcd watch messages sent, {where}", sent["Watch"], "messages")
+        for series, what in (("etcd_mvcc_put_total", "puts"), ("etcd_mvcc_delete_total", "deletes")):
+            self.add(f"etcd {what}, {where}", now.metrics.get(series, 0) - since.metrics.get(series, 0), what)
+        events = "etcd_debugging_mvcc_events_total"
+        self.add(
+            f"etcd watch events sent, {where}",
+            now.metrics.get(events, 0) - since.metrics.get(events, 0),
+            "events",
+        )
         cpu = now.metrics.get("process_cpu_seconds_total", 0) - since.metrics.get(
             "process_cpu_seconds_total", 0
         )
@@ -298,6 +311,8 @@ class Sim:
             now.metrics.get("etcd_debugging_mvcc_watcher_total", -1),
             "watchers",
         )
+        self.add(f"watch restarts so far, end of {where}", WARNINGS.counts["watch of"], "restarts")
+        self.add(f"leases expired so far, end of {where}", WARNINGS.counts["lease of node"], "leases")
         return now
 
     def moved(self, before: set[tuple[str, str]], after: set[tuple[str, str]], where: str) -> None:
@@ -389,9 +404,14 @@ async def simulate(sim: Sim) -> None:
     load = sim.load(load, f"idle for {a.idle:g}s ({where})")
 
     victim = sim.nodes[sorted(sim.nodes)[len(sim.nodes) // 2]]
+    remaining = await etcd.lease_ttl(victim.membership.lease_id)
     await victim.crash()
     killed = time.monotonic()
     await sim.settled(a.ttl * 3 + 30)
+    seen = [n.changed_at - killed for n in sim.live()]
+    sim.add("one node killed: its lease's remaining TTL at the kill", remaining.remaining, "s")
+    sim.add("one node killed: the first node to see it gone", min(seen), "s")
+    sim.add("one node killed: the last node to see it gone", max(seen), "s")
     sim.add(
         f"one node killed: every other node's placement without it (lease TTL {a.ttl}s)",
         time.monotonic() - killed,
@@ -430,7 +450,10 @@ async def simulate(sim: Sim) -> None:
 
     map_task.cancel()
     await asyncio.gather(map_task, return_exceptions=True)
-    await in_batches([n.leave for n in sim.live()], 100)
+    leaving = sim.live()
+    for node in leaving:  # every watch first: 1,000 revokes would each be an event for every node
+        await node.crash()
+    await in_batches([n.leave for n in leaving], 100)
 
 
 async def run(args: argparse.Namespace) -> list[Row]:

@@ -46,9 +46,13 @@ class NodeProfile:
 
 def runs_on(spec: PartitionSpec, node: NodeProfile) -> bool:
     """Whether the partition's node selection includes `node`."""
-    if spec.nodes and node.name not in spec.nodes:
+    return _selects(spec, node.name, node.labels)
+
+
+def _selects(spec: PartitionSpec, name: str, labels: frozenset[str]) -> bool:
+    if spec.nodes and name not in spec.nodes:
         return False
-    return set(spec.labels) <= node.labels
+    return labels.issuperset(spec.labels)
 
 
 Members = Mapping[str, frozenset[str]]  # live node name -> its labels
@@ -63,7 +67,9 @@ def score(partition: str, node: str) -> int:
 
 def eligible(spec: PartitionSpec, members: Members) -> list[str]:
     """The live members the partition's `nodes` and `labels` let consume it, by name."""
-    return sorted(name for name, labels in members.items() if runs_on(spec, NodeProfile(name, labels)))
+    if not spec.nodes and not spec.labels:
+        return sorted(members)
+    return sorted(name for name, labels in members.items() if _selects(spec, name, labels))
 
 
 def rendezvous(partition: str, candidates: Iterable[str], k: int) -> list[str]:
@@ -93,6 +99,12 @@ def describe(spec: PartitionSpec, members: Members) -> str:
     if spec.replicas >= len(names):
         return f"replicas {spec.replicas}, but only {len(names)} eligible: all of them: {listed}"
     return f"replicas {spec.replicas} of {len(names)} eligible: {listed} (rendezvous)"
+
+
+def placement_cost(partitions: PartitionMap, members: Members) -> int:
+    """An upper bound of the scores `Assignments.update` computes: one per member and
+    partition with `replicas` (what a first computation costs)."""
+    return len(members) * sum(1 for spec in partitions.values() if spec.replicas is not None)
 
 
 class Assignments:
@@ -154,7 +166,7 @@ class Assignments:
     def _admit(self, spec: PartitionSpec, top: list[tuple[int, str]], joined: Collection[str]) -> None:
         assert spec.replicas is not None
         for name in joined:
-            if not runs_on(spec, NodeProfile(name, self._members[name])):
+            if not _selects(spec, name, self._members[name]):
                 continue
             entry = (score(spec.name, name), name)
             if len(top) < spec.replicas:

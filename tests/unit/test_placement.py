@@ -21,6 +21,7 @@ from roger_cluster.placement import (
     describe,
     desired_queues,
     draining_partitions,
+    placement_cost,
     runs_on,
     score,
 )
@@ -332,3 +333,10 @@ def test_describe_says_which_nodes_run_a_partition_and_why() -> None:
         "every eligible node (1 of 4 live): g1"
     )
     assert describe(PartitionSpec("myapp", {"default": 1}, draining=True), live).startswith("draining")
+
+
+def test_placement_cost_counts_a_score_per_member_and_replicated_partition() -> None:
+    partitions = cluster(
+        PLAIN, PartitionSpec("a", {"default": 1}, replicas=2), PartitionSpec("b", {"x": 1}, replicas=1)
+    )
+    assert placement_cost(partitions, members("n1", "n2", "n3")) == 6
