@@ -8,13 +8,14 @@ run elsewhere; a node that joins takes over only the partitions it now wins.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from roger_cluster import Client
+from roger_cluster import Client, SyncClient
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.management import Management
 from roger_cluster.names import queue_name
@@ -23,6 +24,7 @@ from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.consumers import wait_consumers
 from roger_cluster.testing.ledger import ended, events
 from roger_cluster.testing.rogerctl import rogerctl
+from roger_cluster.testing.servers import EtcdEndpoint, RabbitEndpoint
 from tests import jobs
 
 LEASE_TTL = 3  # the node factory's ROGER_LEASE_TTL
@@ -83,6 +85,8 @@ async def test_a_node_that_joins_takes_only_the_partitions_it_now_wins_and_runni
     node_factory: NodeFactory,
     roger_client: Client,
     roger_management: Management,
+    roger_rabbitmq: RabbitEndpoint,
+    roger_etcd: EtcdEndpoint,
     ledger: Path,
 ) -> None:
     before = [n.name for n in await node_factory.start_many(3, jobs="tests.jobs")]
@@ -97,8 +101,18 @@ async def test_a_node_that_joins_takes_only_the_partitions_it_now_wins_and_runni
     while not any(chosen(spec(i), live(*after)) != chosen(spec(i), live(*before)) for i in range(count)):
         count += 1
     specs = [spec(i) for i in range(count)]
-    for s in specs:
-        await roger_client.set_partition(s.name, s.queues, replicas=1)
+    # Started three ways: Client.set_partition, Client.ensure_partition, SyncClient.set_partition.
+    sync = SyncClient(roger_rabbitmq.amqp_url, roger_etcd.endpoints, roger_client.namespace)
+    try:
+        for i, s in enumerate(specs):
+            if i % 3 == 0:
+                assert await roger_client.set_partition(s.name, s.queues, replicas=1) == s
+            elif i % 3 == 1:
+                assert await roger_client.ensure_partition(s.name, s.queues, replicas=1) == s
+            else:
+                assert await asyncio.to_thread(sync.set_partition, s.name, s.queues, replicas=1) == s
+    finally:
+        await asyncio.to_thread(sync.close)
     for s in specs:
         await wait_consumers(
             roger_management, queue_name(s.name, "default"), [(chosen(s, live(*before))[0], 1)]
