@@ -3,7 +3,9 @@
 Real nodes, a real etcd and RabbitMQ: the consumers the management API shows
 are the K nodes `placement.chosen` picks from the live members; a node killed
 with SIGKILL is replaced once its lease expires (TTL 3 s here) and its jobs
-run elsewhere; a node that joins takes over only the partitions it now wins.
+run elsewhere; a node that joins takes over only the partitions it now wins;
+a pause holds on a replacement, and a drain waits for a node that is no longer
+chosen but still runs one of the partition's jobs.
 """
 
 from __future__ import annotations
@@ -162,3 +164,56 @@ async def test_labels_choose_who_is_eligible_and_replicas_how_many_of_them(
 
     bad = rogerctl(node_factory, "partition", "start", p, "default=2", "--replicas", "0")
     assert bad.returncode == 2 and "replicas of partition" in bad.stderr
+
+
+async def test_a_pause_holds_on_the_node_that_replaces_a_dead_one(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, roger_management: Management
+) -> None:
+    p = roger_partition
+    nodes = {n.name: n for n in await node_factory.start_many(2, jobs="tests.jobs")}
+    spec = PartitionSpec(p, {"default": 1, "other": 1}, replicas=1)
+    await roger_client.set_partition(p, spec.queues, replicas=1)
+    [first] = chosen(spec, live(*nodes))
+    [second] = set(nodes) - {first}
+    await wait_consumers(roger_management, queue_name(p, "other"), [(first, 1)])
+    await roger_client.pause_queue(p, "other")
+    await wait_consumers(roger_management, queue_name(p, "other"), [])
+
+    nodes[first].kill()
+    await wait_consumers(roger_management, queue_name(p, "default"), [(second, 1)], timeout=LEASE_TTL + 15)
+    shown = rogerctl(node_factory, "partition", "show", p).stdout
+    assert f"placement: replicas 1, but only 1 eligible: all of them: {second}" in shown
+    assert await roger_client.resume_queue(p, "other")
+    await wait_consumers(roger_management, queue_name(p, "other"), [(second, 1)])
+
+
+async def test_a_drain_waits_for_a_node_no_longer_chosen_that_still_runs_a_job(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_management: Management,
+    ledger: Path,
+) -> None:
+    p = roger_partition
+    names = [n.name for n in await node_factory.start_many(2, jobs="tests.jobs")]
+    spec = PartitionSpec(p, {"default": 1}, replicas=1)
+    await roger_client.set_partition(p, spec.queues, replicas=1)
+    [first] = chosen(spec, live(*names))
+    [second] = set(names) - {first}
+    await wait_consumers(roger_management, queue_name(p, "default"), [(first, 1)])
+    slow = jobs.Record.create({"ledger": str(ledger), "sleep": 4})
+    await roger_client.enqueue(slow, p)
+    await eventually(lambda: bool(events(ledger, "start", slow.id)), timeout=15)
+
+    # The first node is no longer eligible: it stops taking jobs, its running one goes on.
+    await roger_client.set_partition(p, spec.queues, nodes=[second], replicas=1)
+    await wait_consumers(roger_management, queue_name(p, "default"), [(second, 1)])
+    assert ended(ledger)[slow.id] == 0
+    stop = await asyncio.to_thread(
+        rogerctl, node_factory, "partition", "stop", p, "--drain", "--timeout", "30"
+    )
+    assert stop.returncode == 0, stop.stderr
+    drained_at = time.time()
+    [end] = events(ledger, "end", slow.id)
+    assert end["node"] == first and float(end["t"]) <= drained_at
+    assert [e["node"] for e in events(ledger, "start", slow.id)] == [first]
