@@ -305,6 +305,7 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """Create the partition if it does not exist; never change one that does.
 
@@ -319,7 +320,7 @@ class Client:
         partition's entry in etcd does not decode (nodes ignore it; `rogerctl
         partition stop NAME` removes it).
         """
-        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels), replicas=replicas)
         etcd = await self.etcd()
         existing = await pmap.find_partition(etcd, self.namespace, spec.name)
         if existing is not None:
@@ -336,6 +337,7 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """Create a partition or replace it: queues, concurrency, placement.
 
@@ -345,10 +347,12 @@ class Client:
         job enqueued after this returns is never unroutable. Queues missing
         from `queues` that the partition had before are no longer consumed;
         their messages stay. `nodes` and `labels` limit the nodes that consume
-        it (a node must be named and carry every label; empty: every node).
+        it (a node must be named and carry every label; empty: every node);
+        `replicas` K runs it on K of those nodes, chosen by rendezvous hashing
+        from the live members (None: on all of them; see docs/concepts.md).
         The whole spec is replaced: setting a draining partition ends the drain.
         """
-        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels), replicas=replicas)
         broker = await self.broker()
         etcd = await self.etcd()
         for queue in spec.queues:
@@ -363,10 +367,11 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """`set_partition` under its former name, kept for existing code: it replaces
         what an operator changed. At application start, call `ensure_partition`."""
-        return await self.set_partition(name, queues, nodes=nodes, labels=labels)
+        return await self.set_partition(name, queues, nodes=nodes, labels=labels, replicas=replicas)
 
     async def partition_spec(self, name: str) -> PartitionSpec:
         """The partition as the map holds it; UnknownPartition if it is not there."""
