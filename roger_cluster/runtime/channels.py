@@ -98,6 +98,12 @@ class SharedChannel:
         if self.lost:
             return
         self.lost = True
+        if error is not None and self.members and self.broker.is_connected:  # a channel error
+            log.warning(
+                "RabbitMQ closed a consumer channel (%s); its %d queue(s) are consumed again",
+                error,
+                len(self.members),
+            )
         for callback in list(self.members.values()):
             callback(error)
 
