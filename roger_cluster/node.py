@@ -33,6 +33,7 @@ from .job import JobRegistry
 from .metrics import Metrics
 from .placement import Assignments, NodeProfile, desired_queues, draining_partitions, placement_cost
 from .runtime.chains import Chains
+from .runtime.channels import ConsumerChannels
 from .runtime.consumer import QueueConsumer
 from .runtime.due import DueQueue
 from .runtime.pipeline import Pipeline
@@ -80,6 +81,8 @@ class Node:
         self.broker = Broker(config.amqp, connection_name=config.name)
         """The node's RabbitMQ connection."""
         self.broker.on_connection_lost(self._connection_lost)
+        self.consumer_channels = ConsumerChannels(self.broker)
+        """The channels the queue consumers share, on this connection and more if needed."""
         self.info = NodeInfo.here(config.name, config.labels)
         """What the node publishes about itself in etcd."""
         self.profile = NodeProfile(config.name, frozenset(config.labels), config.concurrency)
@@ -104,6 +107,7 @@ class Node:
         self._placing = asyncio.Lock()
         self._dirty = asyncio.Event()
         self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
+        self.consumer_channels.on_lost(self._dirty.set)
         self._drain_reports = DrainReports(self.etcd, config.etcd.namespace, config.name)
         self.cancellations = Cancellations(config.etcd.namespace)
         """The cancellation requests, mirrored from etcd by a watch."""
@@ -293,6 +297,7 @@ class Node:
             await self.control.close()
         await self.release_queue.close()
         await self.due_queue.close()
+        await self.consumer_channels.close()
         await self.broker.close()
         await self.etcd.close()
 
@@ -434,7 +439,7 @@ class Node:
             await consumer.close()
         assert self._pipeline is not None
         consumer = QueueConsumer(
-            self.broker, self._pipeline, partition, queue, concurrency, self._on_consume_ok
+            self.consumer_channels, self._pipeline, partition, queue, concurrency, self._on_consume_ok
         )
         await self.broker.declare(partition, queue)
         await consumer.start()
@@ -467,9 +472,10 @@ class Node:
     async def _reconnect_broker(self) -> None:
         await self.release_queue.close()
         await self.due_queue.close()
-        for consumer in self.consumers.values():
-            await consumer.close()
-        self.consumers.clear()
+        for queue_id, consumer in list(self.consumers.items()):
+            if not consumer.is_open:  # those on the connections opened for consumers go on
+                await consumer.close()
+                del self.consumers[queue_id]
         await self.broker.close()
         await self.broker.connect()
         log.info("connected to RabbitMQ at %s", self.config.amqp.describe())

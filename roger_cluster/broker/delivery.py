@@ -31,7 +31,7 @@ _SETTLE_ERRORS: tuple[type[BaseException], ...] = (aiormq.exceptions.AMQPError, 
 class Delivery:
     """One unacked delivery on one channel."""
 
-    __slots__ = ("body", "delivery_tag", "_channel", "_raw", "_alone")
+    __slots__ = ("body", "delivery_tag", "_channel", "_raw", "_alone", "_given_back")
 
     def __init__(self, raw: RawDelivery, delivery_tag: int, alone: bool = False) -> None:
         self.body = raw.body
@@ -39,6 +39,9 @@ class Delivery:
         self._channel = raw.channel
         self._raw = raw
         self._alone = alone  # the only unacked delivery its channel will ever carry
+        # Settled once: a second nack of a tag is a channel error, and the channel may be
+        # shared by other consumers (a consumer leaving it gives back what still runs).
+        self._given_back = False
 
     @classmethod
     def from_raw(cls, raw: RawDelivery, alone: bool = False) -> Delivery:
@@ -70,7 +73,10 @@ class Delivery:
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
     async def ack(self, multiple: bool = False) -> None:
-        """Ack this delivery (and, with `multiple`, every earlier one on its channel)."""
+        """Ack this delivery (and, with `multiple`, every earlier one on its channel);
+        a no-op once it was given back."""
+        if self._given_back:
+            return
         try:
             await self._channel.basic_ack(self.delivery_tag, multiple=multiple)
         except _SETTLE_ERRORS as e:
@@ -84,8 +90,12 @@ class Delivery:
         quorum queue without one (the execution-key waiting queues, on RabbitMQ
         3.10 at least), behind the jobs of its key that were enqueued after it. A
         message whose channel closes goes back to the head of either: so a delivery
-        alone on its channel is given back by closing the channel.
+        alone on its channel is given back by closing the channel. Once only: a
+        second call does nothing.
         """
+        if self._given_back:
+            return
+        self._given_back = True
         try:
             if self._alone:
                 await self._channel.close()

@@ -1,13 +1,14 @@
 """One consumer of one partition queue on this node: the AMQP side of execution.
 
-Each consumer has its own channel (a `broker.Consumer`), so a channel error
-on one queue cannot stop the others, and its prefetch is the queue's
-concurrency: RabbitMQ shows one consumer per node per queue with that
-prefetch. Each delivery goes through the
-node's `Pipeline`, which settles it once its job is done; a node that dies
-before that leaves the message unacked and RabbitMQ gives it to another node.
+Consumers share channels (`channels.ConsumerChannels`: a bounded number per
+channel, so a channel error stops no more than those), and each keeps its own
+prefetch, the queue's concurrency: RabbitMQ shows one consumer per node per
+queue with that prefetch. Each delivery goes through the node's `Pipeline`,
+which settles it once its job is done; a node that dies before that leaves
+the message unacked and RabbitMQ gives it to another node.
 
-A consumer can be lost two ways: its channel closes, or RabbitMQ cancels it
+A consumer can be lost two ways: its channel closes (its own error or a
+neighbour's on the channel, or the connection went), or RabbitMQ cancels it
 (basic.cancel from the server: the queue was deleted, by hand or otherwise).
 Both wake the node's reconciler. After a cancel the channel is still open and
 carries the deliveries of the jobs still running, so the node declares the
@@ -24,9 +25,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..broker import REDECLARE_DELAY, Broker, Consumer, Delivery, RawDelivery
+from ..broker import REDECLARE_DELAY, Delivery, RawDelivery
 from ..names import queue_name
 from .acks import Acker
+from .channels import ConsumerChannels, SharedChannel
 from .execution import Outcome
 from .pipeline import Pipeline
 from .slots import Slots
@@ -43,14 +45,14 @@ class QueueConsumer:
 
     def __init__(
         self,
-        broker: Broker,
+        channels: ConsumerChannels,
         pipeline: Pipeline,
         partition: str,
         queue: str,
         concurrency: int,
         on_consume_ok: Callable[[QueueConsumer], None] | None = None,
     ) -> None:
-        self.broker = broker
+        self.channels = channels
         self.pipeline = pipeline
         self.worker = pipeline.worker
         self.partition = partition
@@ -59,7 +61,7 @@ class QueueConsumer:
         self.concurrency = concurrency
         self.slots = Slots(concurrency)
         self._on_consume_ok = on_consume_ok
-        self._channel: Consumer | None = None
+        self._channel: SharedChannel | None = None
         self._acker = Acker(max_batch=_batch(concurrency))
         self._tag: str | None = None
         self._on_lost: Callable[[], None] | None = None
@@ -77,16 +79,22 @@ class QueueConsumer:
         return self._channel is not None and self._channel.is_open
 
     async def start(self) -> None:
-        """Open a channel with prefetch = concurrency and start consuming."""
-        channel = Consumer(self.broker, f"queue {self.name}")
-        channel.on_cancelled(lambda tag: self._cancelled_by_broker(channel, tag))
-        channel.on_closed(lambda error: self._closed(channel, error))
-        self._channel = channel
-        self._acker = Acker(max_batch=_batch(self.concurrency))
-        await channel.open(prefetch=self.concurrency)
-        await self._consume()
+        """Take a shared channel and consume with prefetch = concurrency."""
+        channel: SharedChannel | None = None
 
-    def _cancelled_by_broker(self, channel: Consumer, tag: str) -> None:
+        def closed(error: BaseException | None) -> None:
+            self._closed(channel, error)
+
+        channel = await self.channels.take(self, closed)
+        self._channel = channel
+        self._acker = Acker(max_batch=_batch(self.concurrency), channel=channel.acks)
+        try:
+            await self._consume()
+        except BaseException:
+            await self.close()  # leave the channel: it counts its consumers
+            raise
+
+    def _cancelled_by_broker(self, channel: SharedChannel, tag: str) -> None:
         if channel is not self._channel or tag != self._tag:
             return  # an older channel, or a consumer we cancelled ourselves
         self._tag, self._lost_tag = None, tag
@@ -117,9 +125,15 @@ class QueueConsumer:
         await self._consume(self._lost_tag)
 
     async def _consume(self, tag: str | None = None) -> None:
-        assert self._channel is not None
-        self._tag = await self._channel.consume(
-            self.name, self._on_delivery, arguments=self._consume_arguments(), tag=tag
+        channel = self._channel
+        assert channel is not None
+        self._tag = await channel.consume(
+            self.name,
+            self._on_delivery,
+            self.concurrency,
+            lambda lost: self._cancelled_by_broker(channel, lost),
+            arguments=self._consume_arguments(),
+            tag=tag,
         )
         self._lost_tag = None
         log.info(
@@ -144,8 +158,8 @@ class QueueConsumer:
         and when RabbitMQ cancels the consumer (see `resume`)."""
         self._on_lost = callback
 
-    def _closed(self, channel: Consumer, error: BaseException | None) -> None:
-        if self._channel is not channel:
+    def _closed(self, channel: SharedChannel | None, error: BaseException | None) -> None:
+        if channel is None or self._channel is not channel:
             return
         if error is not None and "acknowledgement" in str(error):
             log.error(
@@ -177,9 +191,7 @@ class QueueConsumer:
             return
         self.concurrency = concurrency
         self._acker.max_batch = _batch(concurrency)
-        await self.slots.resize(concurrency)
-        if self._channel is not None:
-            await self._channel.set_prefetch(concurrency)
+        await self.slots.resize(concurrency)  # the prefetch goes with the next consume
 
     async def _cancel(self) -> None:
         tag, self._tag = self._tag, None
@@ -212,16 +224,21 @@ class QueueConsumer:
             await self.close()
 
     async def close(self) -> None:
-        """Close the channel now (acking what finished); unacked deliveries go back to the queue."""
-        if self._channel is not None and self._channel.is_open:
+        """Leave the channel now (acking what finished); unacked deliveries go back to the
+        queue (given back here: the channel may stay open for its other consumers)."""
+        channel, self._channel = self._channel, None
+        tag, self._tag = self._tag, None
+        if channel is None:
+            return
+        if channel.is_open:
             try:
+                if tag is not None:
+                    await channel.cancel(tag)
                 await self._acker.flush()
+                await self._acker.give_back_all()
             except Exception as e:  # the connection went first: those deliveries go back
                 log.debug("acking the finished jobs of %s: %s", self.name, e)
-        channel, self._channel = self._channel, None
-        self._tag = None
-        if channel is not None:
-            await channel.close()
+        await self.channels.leave(channel, self)
 
     async def _on_delivery(self, raw: RawDelivery) -> None:
         delivery = Delivery.from_raw(raw)  # here, not in the broker: see broker/consuming.py

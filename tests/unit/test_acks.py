@@ -1,10 +1,11 @@
-"""The batched acker: never acks past a delivery whose job still runs."""
+"""The batched acker: never acks past a delivery whose job still runs, and never
+holds a finished one back behind it (consumers share channels)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from roger_cluster.runtime.acks import Acker
+from roger_cluster.runtime.acks import Acker, ChannelAcks
 from roger_cluster.testing import eventually
 
 
@@ -19,6 +20,9 @@ class Delivery:
     async def ack(self, multiple: bool = False) -> None:
         Delivery.sent.append((self.delivery_tag, multiple))
 
+    async def give_back(self) -> None:
+        Delivery.sent.append((-self.delivery_tag, False))
+
 
 def deliveries(acker: Acker, count: int) -> list[Any]:
     found = [Delivery(tag) for tag in range(1, count + 1)]
@@ -28,16 +32,17 @@ def deliveries(acker: Acker, count: int) -> list[Any]:
 
 
 async def test_a_run_is_acked_only_up_to_the_first_unfinished_delivery() -> None:
+    """Those done behind it are acked alone: a long job holds no prefetch window back."""
     Delivery.sent = []
     acker = Acker(max_batch=100, delay=0.001)
     d = deliveries(acker, 5)
     for i in (0, 1, 3, 4):  # 3 (tag 3) still runs
         await acker.ack(d[i])
     await acker.flush()
-    assert Delivery.sent == [(2, True)]
+    assert Delivery.sent == [(2, True), (4, False), (5, False)]
     await acker.ack(d[2])
     await acker.flush()
-    assert Delivery.sent == [(2, True), (5, True)]
+    assert Delivery.sent == [(2, True), (4, False), (5, False), (3, True)]
 
 
 async def test_a_full_batch_is_acked_at_once_and_a_partial_one_after_the_delay() -> None:
@@ -62,3 +67,24 @@ async def test_a_nacked_delivery_does_not_block_the_run_and_is_never_the_ack_tar
     await acker.ack(d[1])
     await acker.flush()
     assert Delivery.sent == [(2, True)]
+
+
+async def test_consumers_sharing_a_channel_never_ack_each_others_running_deliveries() -> None:
+    Delivery.sent = []
+    channel = ChannelAcks(delay=0.001)
+    fast, slow = Acker(max_batch=2, channel=channel), Acker(max_batch=100, channel=channel)
+    tags = [Delivery(tag) for tag in range(1, 6)]
+    for tag, acker in zip(tags, (slow, fast, fast, slow, fast), strict=True):
+        acker.track(tag)  # type: ignore[arg-type]
+    await fast.ack(tags[1])  # type: ignore[arg-type]
+    await fast.ack(tags[2])  # type: ignore[arg-type]  # a full batch of fast: tag 1 of slow still runs
+    assert Delivery.sent == [(2, False), (3, False)]
+    await slow.ack(tags[0])  # type: ignore[arg-type]
+    await slow.flush()
+    assert Delivery.sent[2:] == [(1, True)]  # 2 and 3 were acked already
+    # The slow consumer leaves the channel: its running delivery goes back, its ack later is dropped.
+    assert await slow.give_back_all() == 1
+    await slow.ack(tags[3])  # type: ignore[arg-type]
+    await fast.ack(tags[4])  # type: ignore[arg-type]
+    await fast.flush()
+    assert Delivery.sent[3:] == [(-4, False), (5, True)]
