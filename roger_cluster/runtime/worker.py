@@ -22,11 +22,13 @@ from typing import Any
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
 from ..errors import JobTimeout, UnknownJob
+from ..evidence import REASON as REASON_KEY
 from ..evidence import failure_headers, refusal_headers
 from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
 from ..retry import next_delay
 from .execution import DONE, Action, Execution, Outcome
+from .recorder import Recorder
 from .threads import Call, JobThreads, Raised
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class Worker:
         self._threads = threads
         self.running: dict[JobRef, Running] = {}
         self.metrics: Metrics | None = None
+        self.history: Recorder | None = None  # the job history, if the node records it
 
     def stop_job(self, ref: JobRef, why: Stop) -> bool:
         """Ask a running job to stop; False if it does not run here."""
@@ -108,6 +111,8 @@ class Worker:
         if outcome is None:
             if self.metrics is not None:
                 self.metrics.started(ex.partition, ex.queue)
+            if self.history is not None:
+                self._record_started(self.history, ex)
             outcome = await self._perform(ex)
         await self._callbacks(ex, outcome)
         self.record(ex, outcome)
@@ -309,7 +314,10 @@ class Worker:
                 await self.callbacks.fire("on_buried", job, outcome.error)
 
     def record(self, ex: Execution, outcome: Outcome) -> None:
-        """Count how the execution ended in the node's metrics (if it serves them)."""
+        """Count how the execution ended in the node's metrics (if it serves them), and
+        record it in the job history (if the node keeps it)."""
+        if self.history is not None:
+            self._record_ended(self.history, ex, outcome)
         if self.metrics is None:
             return
         partition, queue, ending = ex.partition, ex.queue, outcome.ending
@@ -322,6 +330,36 @@ class Worker:
             self.metrics.ended(partition, queue, ending)
         else:
             self.metrics.ended(partition, queue, ending, seconds)
+
+    @staticmethod
+    def _record_started(history: Recorder, ex: Execution) -> None:
+        message = ex.message
+        assert message is not None
+        history.add(
+            (time.time(), "started", message.id, message.job, ex.partition, ex.queue,
+             message.retry_count + 1, None, message.enqueued_at, None, None, None, None)
+        )  # fmt: skip
+
+    @staticmethod
+    def _record_ended(history: Recorder, ex: Execution, outcome: Outcome) -> None:
+        message, kind = ex.message, outcome.ending
+        if message is None or kind not in HISTORY_KINDS:
+            return  # not a job (its refusal is in the buried queue's evidence), or not an ending
+        duration = time.monotonic() - ex.started if ex.started else None
+        etype = emsg = tb = None
+        if outcome.error is not None:
+            etype, emsg, tb = history.error_fields(outcome.error)
+        elif kind == "refused":
+            etype, emsg = "Refused", str(outcome.headers.get(REASON_KEY, ""))
+        delay = outcome.delay if kind == "retried" else None
+        history.add(
+            (time.time(), kind, message.id, message.job, ex.partition, ex.queue, message.retry_count + 1,
+             duration, message.enqueued_at, etype, emsg, tb, delay)
+        )  # fmt: skip
+
+
+# The endings the job history records (a parked job or a tick's duplicate is no transition).
+HISTORY_KINDS = frozenset({"succeeded", "retried", "buried", "cancelled", "requeued", "refused"})
 
 
 def refused(reason: str, node: str) -> Outcome:
