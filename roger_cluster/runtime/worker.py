@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import tracing
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
 from ..errors import JobTimeout, UnknownJob
@@ -113,7 +114,7 @@ class Worker:
                 self.metrics.started(ex.partition, ex.queue)
             if self.history is not None:
                 self._record_started(self.history, ex)
-            outcome = await self._perform(ex)
+            outcome = await (self._perform_traced(ex) if tracing.ENABLED else self._perform(ex))
         await self._callbacks(ex, outcome)
         self.record(ex, outcome)
         return outcome
@@ -150,6 +151,26 @@ class Worker:
         return CANCELLED
 
     # -- perform
+
+    async def _perform_traced(self, ex: Execution) -> Outcome:
+        """`_perform` in a span, child of the trace context the message carries (`tracing.py`)."""
+        message = ex.message
+        assert message is not None
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": f"{ex.partition}-{ex.queue}",
+            "roger.job.class": message.job,
+            "roger.job.id": message.id,
+            "roger.partition": ex.partition,
+            "roger.queue": ex.queue,
+            "roger.job.attempt": message.retry_count + 1,
+            "roger.node": self.node,
+        }
+        headers = ex.delivery.amqp_properties.headers
+        with tracing.job_span(headers, f"perform {message.job}", attributes) as span:
+            outcome = await self._perform(ex)
+            tracing.ended(span, outcome.ending, outcome.error)
+        return outcome
 
     async def _perform(self, ex: Execution) -> Outcome:
         job = ex.job
