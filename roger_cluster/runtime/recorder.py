@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import traceback
 
 from ..broker import Broker, StreamSettings
@@ -50,6 +49,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._declared = False
         self._failing = False
+        self._stopping = False
 
     # -- the hot path
 
@@ -79,25 +79,21 @@ class Recorder:
     async def stop(self, timeout: float = 5.0) -> None:
         """Send what is left (within `timeout`), then stop."""
         task, self._task = self._task, None
+        self._stopping = True
+        self._full.set()
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush(), timeout)
+            with contextlib.suppress(TimeoutError):  # then wait_for cancelled it
+                await asyncio.wait_for(task, timeout)  # its last flush sends what is left
         if self._events:
             self._drop(len(self._events), "the node stopped before RabbitMQ took them")
             self._events = []
 
     async def _run(self) -> None:
-        interval = self.config.batch_interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), interval)
+                await asyncio.wait_for(self._full.wait(), self.config.batch_interval)
             self._full.clear()
             await self._flush()
-            if not self._events:
-                started = time.monotonic()
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def _flush(self) -> None:
         """Send the events waiting, a batch at a time; a batch RabbitMQ refuses is dropped."""
@@ -108,6 +104,10 @@ class Recorder:
                 await self._send(batch)
             except RogerError as e:
                 self._drop(len(batch), str(e))
+                return
+            except Exception as e:  # a fault of ours: history must never stop the node
+                log.exception("job history: cannot send a batch")
+                self._drop(len(batch), f"{type(e).__name__}: {e}")
                 return
             self.sent += len(batch)
             if self._failing:
