@@ -51,6 +51,7 @@ from .errors import (
     InvalidEntry,
     UnknownQueue,
 )
+from .history import HistoryReader, JobEvent, JobStory, where_now
 from .job import Job
 from .management import Management, QueueRates
 from .names import check_partition, check_queue
@@ -155,6 +156,7 @@ class Client:
         self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
         self._schedules = Schedules(self.etcd, self.etcd_config.namespace, self.enqueue_message)
         self._management = Management.for_amqp(first_broker, management_url)
+        self._history = HistoryReader(self.broker, self.etcd_config.namespace)
         self._reader = Reader(self._management, vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
@@ -536,6 +538,43 @@ class Client:
         nodes = [n.name for n in await self.nodes()]
         broker = await self.broker()
         return await control.running(broker, self.namespace, nodes, partition, timeout)
+
+    # job history (docs/history.md)
+
+    async def job_events(self, job_id: str, since: float | None = None) -> list[JobEvent]:
+        """Every recorded event of job `job_id` at or after `since` (Unix time; None: all the
+        history stream keeps), oldest first; read from the stream, nothing consumed."""
+        return await self._history.job(job_id, since)
+
+    async def job_history(
+        self,
+        partition: str,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        job_class: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[JobEvent]:
+        """The latest `limit` job events of `partition`, newest first, of `queue`, in `state`
+        (one of `history.STATES`: "failed" is retried or buried) and of `job_class`
+        (`module:Class` or `Class`), at or after `since` (Unix time; None: all kept)."""
+        check_partition(partition)
+        if queue is not None:
+            check_queue(queue)
+        return await self._history.search(
+            partition, queue=queue, state=state, job_class=job_class, since=since, limit=limit
+        )
+
+    async def job_story(
+        self, job_id: str, since: float | None = None, timeout: float = control.DEFAULT_TIMEOUT
+    ) -> JobStory:
+        """Where job `job_id` is now and every step it took: its events (see `job_events`)
+        and the node running it now, if a live node says so (asked as `running` does)."""
+        events = await self.job_events(job_id, since)
+        running = await self.running(timeout=timeout)
+        node = next((j.node for j in running.jobs if j.id == job_id), None)
+        return JobStory(job_id, events, node, where_now(events, node))
 
     async def retry_buried(
         self,

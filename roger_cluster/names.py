@@ -156,6 +156,12 @@ def undeliverable_queue_name(namespace: str) -> str:
     return _namespaced(namespace, "delay.undeliverable", "undeliverable queue")
 
 
+def history_stream_name(namespace: str) -> str:
+    """The RabbitMQ stream of the namespace's job history (`history.py`): one per
+    namespace, appended to by every node, read by `rogerctl job show/history`."""
+    return _namespaced(namespace, "history", "history stream")
+
+
 def is_partition_queue(name: str) -> bool:
     """Whether `name` can be a partition queue (`<partition>-<queue>`)."""
     partition, sep, queue = name.partition("-")

@@ -37,6 +37,7 @@ from .runtime.channels import ConsumerChannels
 from .runtime.consumer import QueueConsumer
 from .runtime.due import DueQueue
 from .runtime.pipeline import Pipeline
+from .runtime.recorder import Recorder
 from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
 from .runtime.threads import JobThreads
@@ -138,6 +139,10 @@ class Node:
         """Lets a schedule tick's job run once."""
         self.scheduler: Scheduler | None = None  # fires the schedules' ticks
         """Fires the schedules' ticks; None until the node started."""
+        self.history: Recorder | None = None
+        """Records job events in the namespace's history stream; None when history is off."""
+        if config.history.enabled:
+            self.history = Recorder(self.broker, config.etcd.namespace, config.name, config.history)
 
     def _lease_id(self) -> int:
         return self.membership.lease_id
@@ -161,6 +166,7 @@ class Node:
         self._worker = Worker(
             registry, self.name, self._threads, self.config.retry_levels, self.cancellations, callbacks
         )
+        self._worker.history = self.history
         settler = Settler(self.broker, self.exec_keys, self.releaser, self.config.etcd.namespace)
         self._pipeline = Pipeline(
             self._worker, settler, self.chains, self.config.amqp.delivery_limit, self.ticks
@@ -182,6 +188,8 @@ class Node:
         except BaseException:
             await self._close_clients()
             raise
+        if self.history is not None:
+            await self.history.start()
         self._session = [
             asyncio.create_task(self._guarded(self.membership.keep_alive()), name="keep-alive"),
             asyncio.create_task(
@@ -230,6 +238,13 @@ class Node:
             "1 when etcd answered the last lease refresh.",
             lambda: self.membership.etcd_reachable,
         )
+        if self.history is not None:
+            history = self.history
+            metrics.counted(
+                "roger_history_dropped_events",
+                "Job history events dropped because RabbitMQ did not take them.",
+                lambda: history.dropped,
+            )
         self._http = HealthServer(host, port, metrics, self.readiness)
         await self._http.start()
 
@@ -280,6 +295,8 @@ class Node:
         consumers += self._draining.values()
         await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
         await self.releaser.close(timeout)  # keys of settled jobs, while our lease still holds
+        if self.history is not None:
+            await self.history.stop()  # what the last jobs recorded, before the connection goes
         await _cancel_all(self._session)
         try:
             await self.membership.leave()
@@ -312,6 +329,8 @@ class Node:
         """Stop at once: close the connections without acking anything; unfinished
         jobs go back to their queues, the lease expires by itself."""
         await _cancel_all(self._tasks + self._session)
+        if self.history is not None:
+            await self.history.stop(timeout=0)
         if self._worker is not None:
             self._worker.stop_all(Stop.SHUTDOWN)
         await self._close_clients()

@@ -193,8 +193,8 @@ class Rig:
             )
         return (count.executions - 1) / (count.last - count.first) if count.last > count.first else 0.0
 
-    async def start_node(self, name: str, queue_type: str, labels: Iterable[str]) -> NodeProcess:
-        node = self.factory.spawn(name, ROGER_QUEUE_TYPE=queue_type, ROGER_LABELS=",".join(labels))
+    async def start_node(self, name: str, queue_type: str, labels: Iterable[str], **env: str) -> NodeProcess:
+        node = self.factory.spawn(name, ROGER_QUEUE_TYPE=queue_type, ROGER_LABELS=",".join(labels), **env)
         await node.wait_started()
         return node
 

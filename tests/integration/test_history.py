@@ -1,0 +1,119 @@
+"""The job history: nodes record each job's steps in the namespace's stream; `rogerctl job
+show` and `job history` read them back (docs/history.md)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from roger_cluster import Client, JobEvent
+from roger_cluster.names import history_stream_name
+from roger_cluster.testing import NodeFactory, eventually
+from roger_cluster.testing.ledger import events
+from roger_cluster.testing.rogerctl import rogerctl
+from tests import jobs
+
+
+async def _until(client: Client, job_id: str, kind: str, timeout: float = 30) -> list[JobEvent]:
+    async def ended() -> list[JobEvent]:
+        found = await client.job_events(job_id)
+        assert found and found[-1].kind == kind, [e.kind for e in found]
+        return found
+
+    return await eventually(ended, timeout=timeout, interval=0.3)
+
+
+async def test_job_show_lists_every_step_of_a_job_whose_node_was_killed_then_failed_twice_then_succeeded(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    first = await node_factory.start("first", jobs="tests.jobs", ROGER_RETRY_LEVELS="1,1,1")
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    job = jobs.HangsThenFlaky.create({"ledger": str(ledger), "hang_on": "first", "failures": 2})
+    await roger_client.enqueue(job, roger_partition)
+    await eventually(lambda: events(ledger, "start"), timeout=15)
+    await _until(roger_client, job.id, "started")  # its batch went out before the kill
+    await node_factory.start("second", jobs="tests.jobs", ROGER_RETRY_LEVELS="1,1,1")
+    first.kill()
+
+    await _until(roger_client, job.id, "succeeded")
+    shown = rogerctl(node_factory, "--json", "job", "show", job.id)
+    assert shown.returncode == 0, shown.stderr
+    story = json.loads(shown.stdout)
+    steps = [(e["kind"], e["node"], e["attempt"]) for e in story["events"]]
+    assert steps == [
+        ("started", "first", 1),  # no end: killed
+        ("started", "second", 1),
+        ("retried", "second", 1),
+        ("started", "second", 2),
+        ("retried", "second", 2),
+        ("started", "second", 3),
+        ("succeeded", "second", 3),
+    ]
+    retried = [e for e in story["events"] if e["kind"] == "retried"]
+    assert [(e["error_type"], e["error_message"], e["delay"]) for e in retried] == [
+        ("RuntimeError", "attempt 1 fails on purpose", 1),
+        ("RuntimeError", "attempt 2 fails on purpose", 1),
+    ]
+    assert all("Traceback" in e["traceback"] for e in retried)
+    assert story["state"] == "succeeded on second"
+    assert all(e["job_class"] == "tests.jobs:HangsThenFlaky" for e in story["events"])
+
+    text = rogerctl(node_factory, "job", "show", job.id)
+    assert text.returncode == 0, text.stderr
+    print(text.stdout)  # the Show of issue 17
+    assert f"job {job.id} (tests.jobs:HangsThenFlaky in {roger_partition}-default): succeeded on second" in (
+        text.stdout
+    )
+    assert text.stdout.count("RuntimeError: attempt") == 2
+
+
+async def test_history_survives_a_node_restart_and_job_history_filters_it(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    node = await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(roger_partition, {"default": 2, "other": 1})
+    done = jobs.Record.create({"ledger": str(ledger)})
+    failed = jobs.Fails.create({"ledger": str(ledger)})
+    await roger_client.enqueue_many([done, failed], roger_partition)
+    await _until(roger_client, failed.id, "buried")
+    node.signal(signal.SIGTERM)
+    assert await node.wait_exit() == 0
+
+    await node_factory.start(jobs="tests.jobs")
+    other = jobs.OtherQueue.create({"ledger": str(ledger)})
+    await roger_client.enqueue(other, roger_partition)
+    await _until(roger_client, other.id, "succeeded")
+    before = await roger_client.job_events(done.id)
+    assert [e.kind for e in before] == ["started", "succeeded"]  # written before the restart
+
+    def history(*flags: str) -> list[tuple[str, str]]:
+        run = rogerctl(node_factory, "--json", "job", "history", roger_partition, *flags)
+        assert run.returncode == 0, run.stderr
+        return [(e["job_id"], e["kind"]) for e in json.loads(run.stdout)]
+
+    assert history("--state", "succeeded") == [(other.id, "succeeded"), (done.id, "succeeded")]
+    assert history("--state", "failed") == [(failed.id, "buried")]
+    assert history("--state", "buried", "--class", "Fails") == [(failed.id, "buried")]
+    assert history("--queue", "other") == [(other.id, "succeeded"), (other.id, "started")]
+    assert history("--class", "tests.jobs:Record", "--state", "started") == [(done.id, "started")]
+    assert len(history("--limit", "2")) == 2
+    assert len(history()) == 6
+    assert history("--since", "1s", "--state", "buried") == []
+
+
+async def test_a_node_with_history_off_writes_nothing(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    await node_factory.start(jobs="tests.jobs", ROGER_HISTORY="off")
+    await roger_client.start_partition(roger_partition, {"default": 1})
+    job = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(job, roger_partition)
+    await eventually(lambda: events(ledger, "end"), timeout=15)
+
+    broker = await roger_client.broker()
+    assert not await broker.stream_exists(history_stream_name(roger_client.namespace))
+    assert await roger_client.job_events(job.id) == []
+    shown = rogerctl(node_factory, "job", "show", job.id)
+    assert shown.returncode == 4, shown.stdout + shown.stderr
+    assert "no event recorded" in shown.stdout
