@@ -36,6 +36,7 @@ async def test_job_show_lists_every_step_of_a_job_whose_node_was_killed_then_fai
     await roger_client.enqueue(job, roger_partition)
     await eventually(lambda: events(ledger, "start"), timeout=15)
     await _until(roger_client, job.id, "started")  # its batch went out before the kill
+    assert (await roger_client.job_story(job.id)).state == "running on first"  # asked live
     await node_factory.start("second", jobs="tests.jobs", ROGER_RETRY_LEVELS="1,1,1")
     first.kill()
 
