@@ -81,8 +81,12 @@ async def test_history_survives_a_node_restart_and_job_history_filters_it(
     failed = jobs.Fails.create({"ledger": str(ledger)})
     await roger_client.enqueue_many([done, failed], roger_partition)
     await _until(roger_client, failed.id, "buried")
-    node.signal(signal.SIGTERM)
+    slow = jobs.Record.create({"ledger": str(ledger), "sleep": 1})
+    await roger_client.enqueue(slow, roger_partition)
+    await eventually(lambda: events(ledger, "start", slow.id), timeout=15)
+    node.signal(signal.SIGTERM)  # the job finishes, and its end goes out before the node leaves
     assert await node.wait_exit() == 0
+    assert [e.kind for e in await roger_client.job_events(slow.id)] == ["started", "succeeded"]
 
     await node_factory.start(jobs="tests.jobs")
     other = jobs.OtherQueue.create({"ledger": str(ledger)})
@@ -96,13 +100,20 @@ async def test_history_survives_a_node_restart_and_job_history_filters_it(
         assert run.returncode == 0, run.stderr
         return [(e["job_id"], e["kind"]) for e in json.loads(run.stdout)]
 
-    assert history("--state", "succeeded") == [(other.id, "succeeded"), (done.id, "succeeded")]
+    assert history("--state", "succeeded") == [
+        (other.id, "succeeded"),
+        (slow.id, "succeeded"),
+        (done.id, "succeeded"),
+    ]
     assert history("--state", "failed") == [(failed.id, "buried")]
     assert history("--state", "buried", "--class", "Fails") == [(failed.id, "buried")]
     assert history("--queue", "other") == [(other.id, "succeeded"), (other.id, "started")]
-    assert history("--class", "tests.jobs:Record", "--state", "started") == [(done.id, "started")]
+    assert history("--class", "tests.jobs:Record", "--state", "started") == [
+        (slow.id, "started"),
+        (done.id, "started"),
+    ]
     assert len(history("--limit", "2")) == 2
-    assert len(history()) == 6
+    assert len(history()) == 8
     assert history("--since", "1s", "--state", "buried") == []
 
 
