@@ -48,7 +48,7 @@ from roger_cluster.cluster.etcd import Etcd, op_put
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.config import AmqpConfig, EtcdConfig
 from roger_cluster.management import Management, ManagementError
-from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
+from roger_cluster.names import buried_queue_name, history_stream_name, queue_name, release_queue_name
 from roger_cluster.testing.nodes import NodeFactory, NodeProcess
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 
@@ -273,8 +273,9 @@ class Bench:
                 for queue in QUEUES:
                     await channel.queue_delete(queue_name(partition, queue))
                     await channel.queue_delete(buried_queue_name(partition, queue))
-            for factory in self.factories:  # the nodes' queue of key releases, one per namespace
+            for factory in self.factories:  # the nodes' key releases and job history, per namespace
                 await channel.queue_delete(release_queue_name(factory.namespace))
+                await channel.queue_delete(history_stream_name(factory.namespace))
         finally:
             await channel.close()
 

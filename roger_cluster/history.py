@@ -18,6 +18,7 @@ and the reader (`HistoryReader`), shared by rogerctl and the dashboard.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -227,6 +228,18 @@ class HistoryReader:
                 and (job_class is None or e.job_class == job_class or e.job_class.endswith(":" + job_class))
             )
 
-        found = [e async for e in self.events(since, keep)]
-        found.sort(key=lambda e: e.at, reverse=True)
-        return found[:limit]
+        latest: list[tuple[float, int, JobEvent]] = []  # a min-heap of the `limit` latest
+        async for n, event in _numbered(self.events(since, keep)):
+            item = (event.at, n, event)
+            if len(latest) < limit:
+                heapq.heappush(latest, item)
+            elif item > latest[0]:
+                heapq.heapreplace(latest, item)
+        return [event for _, _, event in sorted(latest, reverse=True)]
+
+
+async def _numbered(events: AsyncIterator[JobEvent]) -> AsyncIterator[tuple[int, JobEvent]]:
+    n = 0
+    async for event in events:
+        yield n, event
+        n += 1
