@@ -144,12 +144,15 @@ class Throughput:
     async def _read(self) -> Json:
         now = self._clock()
         since = now - self.window if self._read_from is None else max(self._read_from, now - self.window)
+        # Read whole before counting: a read that fails halfway counts nothing, and the next
+        # one starts from the same place.
+        events = [e async for e in self.reader.events(since)]
         seen: dict[EventKey, float] = {}
-        async for e in self.reader.events(since):
+        for e in events:
             key = _key(e)
-            seen[key] = e.at
-            if key not in self._seen:
+            if key not in self._seen and key not in seen:
                 self._counts.add(e)
+            seen[key] = e.at
         # Keep only the keys a next read (from `now - OVERLAP`) can meet again.
         self._seen = {k: at for k, at in {**self._seen, **seen}.items() if at >= now - OVERLAP}
         self._read_from = now - OVERLAP

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright
 
-from roger_cluster import Client, JobEvent
+from roger_cluster import Client, JobEvent, Schedule
 from roger_cluster.dashboard import DashboardServer
 from roger_cluster.testing import NodeFactory, eventually
 from tests import jobs
@@ -81,6 +81,7 @@ async def test_each_view_loads_and_buried_jobs_are_retried_and_deleted_from_the_
     await roger_client.enqueue_many([*ok, to_retry, to_delete, story], p)
     for job in (to_retry, to_delete, story):
         await _ended(roger_client, job.id, "buried")
+    await roger_client.put_schedule(Schedule("hourly_report", p, "tests.jobs:Ticked", args, every=3600))
 
     # Overview: a chart per queue from the history stream, the node's jobs/s.
     await page.goto(board.url)
@@ -93,7 +94,17 @@ async def test_each_view_loads_and_buried_jobs_are_retried_and_deleted_from_the_
     assert await page.locator(f"{chart} svg rect").count() >= 2
     rate = await page.inner_text(f'.node[data-node="{node.name}"] .rate')
     assert rate.endswith("jobs/s") and float(rate.split()[0]) > 0, rate
+    # Schedules: the next fire shown, paused from the page.
+    schedule = 'tr.schedule[data-schedule="hourly_report"]'
+    assert await page.inner_text(f'{schedule}[data-paused="false"] td.next') != "-"
     await _shot(page, "overview", tmp_path)
+    await page.click(f"{schedule} button.pause-schedule")
+
+    async def paused() -> bool:
+        return (await roger_client.get_schedule("hourly_report")).schedule.paused
+
+    await eventually(paused, timeout=10)
+    await page.wait_for_selector(f'{schedule}[data-paused="true"] button.resume-schedule')
 
     # History: the form filters by state; every failed attempt is listed, linked to its job.
     await page.click('nav a[data-view="history"]')
