@@ -599,6 +599,11 @@ class Client:
         the queue does not exist). A queue key a buried job still holds is freed."""
         return await self._contents.purge_buried(partition, queue)
 
+    async def delete_buried(self, partition: str, queue: str, job_ids: Collection[str]) -> int:
+        """Delete the buried jobs of a queue whose ids are in `job_ids`; returns how many
+        went (UnknownQueue if the queue does not exist). The other buried jobs stay."""
+        return await self._contents.delete_buried(partition, queue, job_ids)
+
     # nodes
 
     async def put_schedule(self, schedule: Schedule) -> Schedule:

@@ -221,6 +221,23 @@ class QueueContents:
         name = await _existing(broker, partition, queue, buried_queue_name)
         return await broker.drop_all(name, self._key_releaser(partition))
 
+    async def delete_buried(self, partition: str, queue: str, job_ids: Collection[str]) -> int:
+        """Delete the buried jobs of a queue whose ids are in `job_ids`; the others stay.
+        A queue key or schedule tick one of them still holds is freed, as `purge_buried` does."""
+        broker = await self._broker()
+        name = await _existing(broker, partition, queue, buried_queue_name)
+        wanted, release = set(job_ids), self._key_releaser(partition)
+
+        async def take(peeked: Peeked) -> bool:
+            if peeked.properties.get("message_id") not in wanted:
+                return False
+            await release(peeked)
+            return True
+
+        # `_take_each` is the building block of `move` and `drop_all` (take some, give the rest
+        # back); the broker has no public "drop these" yet, and broker/ was not ours to change.
+        return await broker._take_each(name, take, f"deleting buried jobs of {name}")
+
     def _key_releaser(self, partition: str) -> Callable[[Peeked], Awaitable[None]]:
         """Frees the queue key of a job that is about to be deleted, if it still holds it,
         and the tick record of a schedule's job, if it still names that copy."""

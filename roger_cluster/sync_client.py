@@ -384,6 +384,7 @@ class SyncClient:
     buried = _blocking(Client.buried)
     retry_buried = _blocking(Client.retry_buried)
     purge_buried = _blocking(Client.purge_buried)
+    delete_buried = _blocking(Client.delete_buried)
 
     # job history (docs/history.md)
     job_events = _blocking(Client.job_events)

@@ -102,6 +102,11 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
     add_history_commands(jcmds)
+    delete = jcmds.add_parser("delete-buried", help="delete the buried jobs given by id; the others stay")
+    delete.add_argument("partition", metavar="PARTITION", help="partition name")
+    delete.add_argument("queue", metavar="QUEUE", help="queue of the partition")
+    delete.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="the buried jobs to delete")
+    delete.set_defaults(run=cmd_job_delete_buried)
 
 
 def json_args(text: str) -> Any:
@@ -280,6 +285,12 @@ async def cmd_job_retry_buried(client: Client, args: argparse.Namespace, out: Ou
         why = f"another queued job holds its queue key {h['key']!r}"
         print(f"job {h['id']} stays buried: {why}", file=sys.stderr)
     out.message(f"{moved} buried job(s) back on the queue", {"moved": moved, "kept_buried": held})
+
+
+async def cmd_job_delete_buried(client: Client, args: argparse.Namespace, out: Output) -> None:
+    partition, queue = check_partition(args.partition), check_queue(args.queue)
+    deleted = await client.delete_buried(partition, queue, args.job_ids)
+    out.message(f"{deleted} buried job(s) deleted", {"deleted": deleted})
 
 
 async def cmd_job_purge_buried(client: Client, args: argparse.Namespace, out: Output) -> None:

@@ -7,7 +7,9 @@ shows or does is a Client call, so it can never disagree with rogerctl.
 
 Kept small on purpose: aiohttp with the limits of `web.py` (shared with the
 node's probes), one static page with plain JS (`static/index.html`) and no
-build step. Who may use it: `access.py`.
+build step. Who may use it: `access.py`; what it shows: `state.py` (the
+live state), `charts.py` (the throughput charts), `views.py` (history, a
+job, buried jobs); what it does: `actions.py`.
 """
 
 from .server import DashboardServer

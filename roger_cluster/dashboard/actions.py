@@ -8,6 +8,7 @@
 | `resume` | `{"partition", "queue"}` | `Client.resume_queue` |
 | `cancel` | `{"partition", "job_id"}` | `Client.cancel` |
 | `retry_buried` | `{"partition", "queue", "job_ids"?}` | `Client.retry_buried` |
+| `delete_buried` | `{"partition", "queue", "job_ids"}` | `Client.delete_buried` |
 | `start_partition` | `{"partition", "queues": {"q": n}, "nodes"?, "labels"?}` | `Client.set_partition` |
 | `stop_partition` | `{"partition", "drain"?, "timeout"?}` | `Client.stop_partition` |
 | `pause_schedule` | `{"schedule"}` | `Client.pause_schedule` |
@@ -103,6 +104,15 @@ async def retry_buried(client: Client, body: Body) -> dict[str, Any]:
     return {"partition": partition, "queue": queue, "moved": moved}
 
 
+async def delete_buried(client: Client, body: Body) -> dict[str, Any]:
+    job_ids = _strings(body, "job_ids")
+    if not job_ids:
+        raise HttpError(400, "field 'job_ids' must name at least one buried job")
+    partition, queue = await _existing_queue(client, body)
+    deleted = await client.delete_buried(partition, queue, job_ids)
+    return {"partition": partition, "queue": queue, "deleted": deleted}
+
+
 async def start_partition(client: Client, body: Body) -> dict[str, Any]:
     partition = _partition(body)
     raw = _field(body, "queues", dict)
@@ -151,6 +161,7 @@ ACTIONS: dict[str, Action] = {
     "resume": resume,
     "cancel": cancel,
     "retry_buried": retry_buried,
+    "delete_buried": delete_buried,
     "start_partition": start_partition,
     "stop_partition": stop_partition,
     "pause_schedule": pause_schedule,

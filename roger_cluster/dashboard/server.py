@@ -3,6 +3,8 @@
     GET  /                     the page (static/index.html, shipped with the package)
     GET  /api/state            the cluster as JSON (see state.py)
     GET  /api/events           the same, pushed about once a second (server-sent events)
+    GET  /api/throughput       the charts: jobs ended and failed per queue, 10 s buckets (charts.py)
+    GET  /api/history, /api/jobs/<id>, /api/buried   history, one job, buried jobs (views.py)
     POST /api/actions/<name>   an operator action (see actions.py)
     GET  /login, POST /login   the sign-in form, when a token is set (see access.py)
 
@@ -54,9 +56,12 @@ from ..errors import (
     UnknownSchedule,
     UnroutableJob,
 )
+from ..history import HistoryReader
 from ..web import Handler, WebServer, json_body, json_error, json_response, read_body, respond
+from . import views
 from .access import CSRF_HEADER, SESSION_COOKIE, Access, is_loopback
 from .actions import ACTIONS
+from .charts import Throughput
 from .state import Snapshots
 
 log = logging.getLogger(__name__)
@@ -136,6 +141,7 @@ class DashboardServer(WebServer):
         self.access = Access(token)
         self.access.check_bind(host)
         self.snapshots = Snapshots(client)
+        self.throughput = Throughput(HistoryReader(client.broker, client.namespace))
         self._page = _page()  # read once: a broken install fails at start, not per request
         self._closing = asyncio.Event()
         self._streams = 0
@@ -152,6 +158,10 @@ class DashboardServer(WebServer):
         app.router.add_get("/index.html", self._index)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/throughput", self._throughput)
+        app.router.add_get("/api/history", self._history)
+        app.router.add_get("/api/jobs/{job_id}", self._job)
+        app.router.add_get("/api/buried", self._buried)
         app.router.add_post(ACTION_PREFIX + "{name}", self._action)
         if self.access.required:
             app.router.add_get("/login", self._login_form)
@@ -247,6 +257,19 @@ class DashboardServer(WebServer):
 
     async def _state(self, request: web.Request) -> web.Response:
         return json_response(200, await self.snapshots.get())
+
+    async def _throughput(self, request: web.Request) -> web.Response:
+        return json_response(200, await self.throughput.get())
+
+    async def _history(self, request: web.Request) -> web.Response:
+        return json_response(200, await views.history(self.client, dict(request.query)))
+
+    async def _job(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        return json_response(200, await views.job(self.client, job_id, dict(request.query)))
+
+    async def _buried(self, request: web.Request) -> web.Response:
+        return json_response(200, await views.buried(self.client, dict(request.query)))
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """The state about once a second as `data:` events; a failure as an `event: failure`

@@ -60,6 +60,7 @@ async def test_commands_on_a_missing_partition_or_queue_exit_4_with_one_line(
         ["job", "buried", p, "default"],
         ["job", "retry-buried", p, "default"],
         ["job", "purge-buried", p, "default"],
+        ["job", "delete-buried", p, "default", "some-id"],
         ["job", "queued", p, "default"],
         ["queue", "pause", p, "default"],
         ["queue", "resume", p, "default"],

@@ -89,6 +89,8 @@ async def test_a_job_that_always_fails_is_buried_with_its_error_then_can_be_retr
     await eventually(buried, timeout=20)
     assert [s["retry"] for s in events(ledger, "start")] == [0, 1, 0, 1]
 
+    kept = rogerctl(node_factory, "job", "delete-buried", roger_partition, "default", "not-this-one")
+    assert kept.returncode == 0 and "0 buried job(s) deleted" in kept.stdout
     purged = rogerctl(node_factory, "job", "purge-buried", roger_partition, "default")
     assert purged.returncode == 0 and "1 buried job(s) deleted" in purged.stdout
     assert await roger_client.buried(roger_partition, "default") == []

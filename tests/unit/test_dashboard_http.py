@@ -99,6 +99,16 @@ async def error(response: ClientResponse) -> tuple[int, str]:
             "whole number",
         ),
         ("POST", "/api/actions/pause", JSON, b" " * (MAX_BODY + 1), 413, "at most"),
+        ("POST", "/api/actions/delete_buried", JSON, b'{"partition": "p", "queue": "q"}', 400, "job_ids"),
+        ("POST", "/api/actions/delete_buried", {**JSON, "Origin": "http://evil.test"}, b"{}", 403, "evil"),
+        ("POST", "/api/history", {}, None, 405, "GET only"),
+        ("GET", "/api/history", {}, None, 400, "missing parameter 'partition'"),
+        ("GET", "/api/history?partition=p&state=lost", {}, None, 400, "state must be one of"),
+        ("GET", "/api/history?partition=p&since=soon", {}, None, 400, "since"),
+        ("GET", "/api/history?partition=p&limit=0", {}, None, 400, "limit must be"),
+        ("GET", "/api/history?partition=a-b", {}, None, 400, "not allowed"),
+        ("GET", "/api/buried?partition=p", {}, None, 400, "missing parameter 'queue'"),
+        ("GET", "/api/jobs/" + "x" * 300, {}, None, 400, "job id"),
     ],
 )
 async def test_refusals_are_json_errors_given_before_any_io(
@@ -223,7 +233,8 @@ def test_sessions_are_signed_with_the_token_and_csrf_tokens_are_per_session() ->
 async def test_without_the_token_every_request_is_401_and_the_page_offers_the_sign_in_form(
     guarded: Http,
 ) -> None:
-    for path in ("/api/state", "/api/events", "/nope"):
+    for path in ("/api/state", "/api/events", "/nope", "/api/throughput", "/api/history?partition=p",
+                 "/api/jobs/abc", "/api/buried?partition=p&queue=q"):  # fmt: skip
         async with guarded.get(path) as response:
             status, text = await error(response)
         assert status == 401 and "Authorization: Bearer" in text, path
