@@ -200,3 +200,36 @@ async def test_the_view_endpoints_answer_json(
     status, answer = await call(board, "POST", "/api/actions/delete_buried", {**body, "job_ids": [failed.id]})
     assert status == 200 and answer["deleted"] == 1
     assert await roger_client.buried(p, "default") == []
+
+
+async def test_a_restarted_dashboard_shows_the_history_it_did_not_see(
+    node_factory: NodeFactory, roger_client: Client, roger_partition: str, ledger: Path
+) -> None:
+    """The history lives in the stream, not in the dashboard: a new dashboard process (a
+    new client, new server) shows what happened before it started, charts included."""
+    p = roger_partition
+    await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(p, {"default": 2})
+    done = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(done, p)
+    await _ended(roger_client, done.id, "succeeded")
+
+    def fresh_client() -> Client:
+        return Client(
+            amqp_config=roger_client.amqp_config,
+            etcd_config=roger_client.etcd_config,
+            management_url=roger_client.management_url,
+        )
+
+    for _ in range(2):  # the first dashboard, then one started after it stopped
+        async with fresh_client() as client, DashboardServer(client, "127.0.0.1", 0) as board:
+            status, job = await call(board, "GET", f"/api/jobs/{done.id}")
+            assert status == 200 and [e["kind"] for e in job["events"]] == ["started", "succeeded"], job
+
+            async def charted(board: DashboardServer = board) -> bool:
+                status, charts = await call(board, "GET", "/api/throughput")
+                mine = [s for s in charts["series"] if s["partition"] == p]
+                assert status == 200 and len(mine) == 1 and sum(mine[0]["succeeded"]) == 1, mine
+                return True
+
+            await eventually(charted, timeout=10)
