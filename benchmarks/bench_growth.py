@@ -12,9 +12,11 @@ up to 64 puts): `Client.start_partition`'s order, declares first. It measures:
 - resources: per node AMQP connections, channels and consumers (management API); etcd watchers and
   watch streams (etcd /metrics), keys and leases of the namespace; broker and etcd memory.
 
-Cases: N in --sizes on each of --clusters node counts, and --nodes node counts with
---scale-partitions partitions. etcd is a private server; RabbitMQ is --amqp-url if its management
-API answers, else a private broker started here (the API is how the console's figures are read).
+Cases: N in --sizes on each of --clusters node counts, --nodes node counts with
+--scale-partitions partitions, and --big partitions on one node (2,500 = 5,000 queues, past the
+1,020 partitions a node could consume when it held a channel per queue; not in --quick).
+etcd is a private server; RabbitMQ is --amqp-url if its management API answers, else a private
+broker started here (the API is how the console's figures are read).
 Every queue made is deleted, every process killed, every wait bounded, even after an error.
 
 `--json` prints a list of {"section": "growth", "figure", "value", "unit"} rows on stdout;
@@ -77,6 +79,7 @@ class Options:
     clusters: tuple[int, ...]
     nodes: tuple[int, ...]
     scale_partitions: int
+    big: int
     one_more: int
     json: bool
 
@@ -495,6 +498,12 @@ async def run_cases(bench: Bench) -> list[Row]:
     rows.extend(
         slopes({key: c for key, c in bench.cases.items() if key[0] in args.clusters and key[1] in args.sizes})
     )
+    if args.big:
+        big = await bench.case(1, args.big)
+        rows.extend(case_rows(big))
+        smallest = (1, min(args.sizes))
+        if smallest in bench.cases and args.big > smallest[1]:
+            rows.extend(slopes({smallest: bench.cases[smallest], (1, args.big): big}))
     return rows
 
 
@@ -585,6 +594,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--nodes", type=_ints, help="node counts at --scale-partitions (default 1,2,4,8; quick 1,2)"
     )
     p.add_argument("--scale-partitions", type=int, help="partitions for --nodes (default 100; quick 20)")
+    p.add_argument(
+        "--big", type=int, help="partitions on 1 node, a case of its own (default 2500; quick none; 0: none)"
+    )
     p.add_argument("--one-more", type=int, default=5, help="one-more-partition starts timed per case")
     p.add_argument("--quick", action="store_true", help="a small run (about 1.5 minutes)")
     p.add_argument("--json", action="store_true", help="print JSON rows on stdout; progress on stderr")
@@ -599,6 +611,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         clusters=a.clusters or ((1, 2) if quick else (1, 3)),
         nodes=a.nodes or ((1, 2) if quick else (1, 2, 4, 8)),
         scale_partitions=a.scale_partitions or (20 if quick else 100),
+        big=(0 if quick else 2500) if a.big is None else a.big,
         one_more=min(a.one_more, 3) if quick else a.one_more,
         json=a.json,
     )

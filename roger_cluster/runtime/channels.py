@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..broker import Broker, Consumer, OnDelivery
-from ..errors import BrokerConnectionError
+from ..errors import BrokerConnectionError, BrokerError
 from .acks import ChannelAcks
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ CONSUMERS_PER_CHANNEL = 8
 # queues a connection; the publish, declare, control and key channels of the
 # node's first connection fit beside them.
 CHANNELS_PER_CONNECTION = 256
+
+# After a connection for consumers could not be opened, the takes that need one fail at
+# once for this long, rather than each waiting out its own connect timeout in turn.
+CONNECT_BACKOFF = 2.0
 
 OnClosed = Callable[[BaseException | None], None]
 
@@ -129,6 +134,7 @@ class ConsumerChannels:
         self._opened = 0
         self._on_lost: Callable[[], None] | None = None
         self._closing = False
+        self._refused: tuple[float, BrokerError] | None = None  # the last failed connect, and when
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         """Call `callback` when a connection opened for consumers drops (its channels'
@@ -163,7 +169,7 @@ class ConsumerChannels:
                     continue  # the node's own: the node reconnects it
                 for shared in list(self._channels[broker]):
                     self._drop(shared)
-                await broker.connect()
+                await self._guarded(broker.connect())
             if len(self._channels[broker]) < self.per_connection:
                 break
         else:
@@ -185,11 +191,23 @@ class ConsumerChannels:
         first = self.connections[0]
         broker = Broker(first.config, first.connection_name)
         broker.on_connection_lost(lambda error: self._connection_lost(broker, error))
-        await broker.connect()
+        await self._guarded(broker.connect())
         self.connections.append(broker)
         self._channels[broker] = {}
         log.info("opened connection %d to RabbitMQ for consumers", len(self.connections))
         return broker
+
+    async def _guarded(self, connecting: Coroutine[Any, Any, None]) -> None:
+        """Connect, unless a connect failed less than CONNECT_BACKOFF ago: then fail as it did."""
+        if self._refused is not None and time.monotonic() < self._refused[0] + CONNECT_BACKOFF:
+            connecting.close()
+            raise self._refused[1]
+        try:
+            await connecting
+        except BrokerError as e:
+            self._refused = (time.monotonic(), e)
+            raise
+        self._refused = None
 
     def _drop(self, shared: SharedChannel) -> None:
         """Forget a channel: it takes no more consumers (those on it leave it one by one)."""
