@@ -222,7 +222,7 @@ class ConsumerChannels:
         """Connect, unless a connect failed less than CONNECT_BACKOFF ago: then fail as it did."""
         if self._refused is not None and time.monotonic() < self._refused[0] + CONNECT_BACKOFF:
             connecting.close()
-            raise self._refused[1]
+            raise BrokerConnectionError(str(self._refused[1]))
         try:
             await connecting
         except BrokerError as e:
