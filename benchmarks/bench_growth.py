@@ -50,7 +50,7 @@ from roger_cluster.cluster.etcd import Etcd, op_put
 from roger_cluster.cluster.partitions import PartitionSpec
 from roger_cluster.config import AmqpConfig, EtcdConfig
 from roger_cluster.management import Management, ManagementError
-from roger_cluster.names import buried_queue_name, queue_name, release_queue_name
+from roger_cluster.names import buried_queue_name, history_stream_name, queue_name, release_queue_name
 from roger_cluster.testing.nodes import NodeFactory, NodeProcess
 from roger_cluster.testing.servers import EtcdServer, RabbitServer
 
@@ -281,8 +281,9 @@ class Bench:
                 for queue in QUEUES:
                     await channel.queue_delete(queue_name(partition, queue))
                     await channel.queue_delete(buried_queue_name(partition, queue))
-            for factory in self.factories:  # the nodes' queue of key releases, one per namespace
+            for factory in self.factories:  # the nodes' key releases and job history, per namespace
                 await channel.queue_delete(release_queue_name(factory.namespace))
+                await channel.queue_delete(history_stream_name(factory.namespace))
         finally:
             await channel.close()
 
@@ -552,6 +553,7 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
         try:
             amqp_url, management = args.amqp_url, management_for(args.amqp_url, args.management_url)
             if args.private_rabbitmq or not await management_answers(management):
+                await management.close()
                 say("starting a private RabbitMQ with the management plugin (the given one has no API)")
                 rabbit = RabbitServer(Path(tmp, "rabbitmq"))
                 await asyncio.to_thread(rabbit.start)
@@ -574,6 +576,7 @@ async def run(args: Options) -> tuple[list[Row], list[str]]:
                 await broker.close()
                 await amqp.close()
                 await etcd.close()
+                await management.close()
             return rows, header
         finally:
             etcd_server.cleanup()

@@ -40,6 +40,7 @@ from roger_cluster.names import (
     delay_exchange_name,
     delay_queue_name,
     due_queue_name,
+    history_stream_name,
     queue_name,
     release_queue_name,
     undeliverable_queue_name,
@@ -151,11 +152,15 @@ async def drop_queues(broker: Broker, partition: str) -> None:
 
 
 async def drop_delay_levels(amqp_url: str, namespace: str) -> None:
-    """The delay levels and due queues the node declared for its namespace."""
+    """The delay levels, due queues and history stream the node declared for its namespace."""
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        for name in (due_queue_name(namespace), undeliverable_queue_name(namespace)):
+        for name in (
+            due_queue_name(namespace),
+            undeliverable_queue_name(namespace),
+            history_stream_name(namespace),
+        ):
             await channel.queue_delete(name)
         for level in range(LEVELS):
             await channel.queue_delete(delay_queue_name(namespace, level))

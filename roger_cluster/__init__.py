@@ -20,7 +20,7 @@ from .cluster.drain import DrainProgress
 from .cluster.membership import NodeInfo
 from .cluster.partitions import PartitionSpec
 from .codec import JobMessage
-from .config import AmqpConfig, EtcdConfig, NodeConfig, TlsFiles
+from .config import AmqpConfig, EtcdConfig, HistoryConfig, NodeConfig, TlsFiles
 from .control.client import RunningJobs, UnreachableNode
 from .control.wire import RemoteError, RunningJob
 from .errors import (
@@ -46,6 +46,7 @@ from .errors import (
     UnknownSchedule,
     UnroutableJob,
 )
+from .history import JobEvent, JobStory
 from .job import Job, JobContext, JobRegistry
 from .management import QueueRates
 from .node import Node
@@ -74,6 +75,7 @@ __all__ = [
     # configuration
     "AmqpConfig",
     "EtcdConfig",
+    "HistoryConfig",
     "NodeConfig",
     "TlsFiles",
     # what the client returns
@@ -93,6 +95,8 @@ __all__ = [
     "UnreachableNode",
     "Finding",
     "DrainProgress",
+    "JobEvent",
+    "JobStory",
     # errors
     "RogerError",
     "ConfigError",

@@ -51,6 +51,7 @@ from .errors import (
     InvalidEntry,
     UnknownQueue,
 )
+from .history import HistoryReader, JobEvent, JobStory, where_now
 from .job import Job
 from .management import Management, QueueRates
 from .names import check_partition, check_queue
@@ -154,7 +155,9 @@ class Client:
         self._enqueuer = Enqueuer(self.broker, self.etcd, self.etcd_config.namespace)
         self._contents = QueueContents(self.broker, self.etcd, self.etcd_config.namespace)
         self._schedules = Schedules(self.etcd, self.etcd_config.namespace, self.enqueue_message)
-        self._reader = Reader(Management.for_amqp(first_broker, management_url), vhost, self.broker)
+        self._management = Management.for_amqp(first_broker, management_url)
+        self._history = HistoryReader(self.broker, self.etcd_config.namespace)
+        self._reader = Reader(self._management, vhost, self.broker)
         self._broker_lock = asyncio.Lock()
         self._etcd_lock = asyncio.Lock()
         self._etcd_ready = False
@@ -202,9 +205,10 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Close both connections, and the management API's connection pool."""
         await self._broker.close()
         await self._etcd.close()
+        await self._management.close()
         self._etcd_ready = False
 
     async def close_etcd(self) -> None:
@@ -303,6 +307,7 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """Create the partition if it does not exist; never change one that does.
 
@@ -317,7 +322,7 @@ class Client:
         partition's entry in etcd does not decode (nodes ignore it; `rogerctl
         partition stop NAME` removes it).
         """
-        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels), replicas=replicas)
         etcd = await self.etcd()
         existing = await pmap.find_partition(etcd, self.namespace, spec.name)
         if existing is not None:
@@ -334,6 +339,7 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """Create a partition or replace it: queues, concurrency, placement.
 
@@ -343,10 +349,12 @@ class Client:
         job enqueued after this returns is never unroutable. Queues missing
         from `queues` that the partition had before are no longer consumed;
         their messages stay. `nodes` and `labels` limit the nodes that consume
-        it (a node must be named and carry every label; empty: every node).
+        it (a node must be named and carry every label; empty: every node);
+        `replicas` K runs it on K of those nodes, chosen by rendezvous hashing
+        from the live members (None: on all of them; see docs/concepts.md).
         The whole spec is replaced: setting a draining partition ends the drain.
         """
-        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels))
+        spec = PartitionSpec(name, dict(queues), tuple(nodes), tuple(labels), replicas=replicas)
         broker = await self.broker()
         etcd = await self.etcd()
         for queue in spec.queues:
@@ -361,10 +369,11 @@ class Client:
         *,
         nodes: Collection[str] = (),
         labels: Collection[str] = (),
+        replicas: int | None = None,
     ) -> PartitionSpec:
         """`set_partition` under its former name, kept for existing code: it replaces
         what an operator changed. At application start, call `ensure_partition`."""
-        return await self.set_partition(name, queues, nodes=nodes, labels=labels)
+        return await self.set_partition(name, queues, nodes=nodes, labels=labels, replicas=replicas)
 
     async def partition_spec(self, name: str) -> PartitionSpec:
         """The partition as the map holds it; UnknownPartition if it is not there."""
@@ -529,6 +538,43 @@ class Client:
         nodes = [n.name for n in await self.nodes()]
         broker = await self.broker()
         return await control.running(broker, self.namespace, nodes, partition, timeout)
+
+    # job history (docs/history.md)
+
+    async def job_events(self, job_id: str, since: float | None = None) -> list[JobEvent]:
+        """Every recorded event of job `job_id` at or after `since` (Unix time; None: all the
+        history stream keeps), oldest first; read from the stream, nothing consumed."""
+        return await self._history.job(job_id, since)
+
+    async def job_history(
+        self,
+        partition: str,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        job_class: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[JobEvent]:
+        """The latest `limit` job events of `partition`, newest first, of `queue`, in `state`
+        (one of `history.STATES`: "failed" is retried or buried) and of `job_class`
+        (`module:Class` or `Class`), at or after `since` (Unix time; None: all kept)."""
+        check_partition(partition)
+        if queue is not None:
+            check_queue(queue)
+        return await self._history.search(
+            partition, queue=queue, state=state, job_class=job_class, since=since, limit=limit
+        )
+
+    async def job_story(
+        self, job_id: str, since: float | None = None, timeout: float = control.DEFAULT_TIMEOUT
+    ) -> JobStory:
+        """Where job `job_id` is now and every step it took: its events (see `job_events`)
+        and the node running it now, if a live node says so (asked as `running` does)."""
+        events = await self.job_events(job_id, since)
+        running = await self.running(timeout=timeout)
+        node = next((j.node for j in running.jobs if j.id == job_id), None)
+        return JobStory(job_id, events, node, where_now(events, node))
 
     async def retry_buried(
         self,

@@ -28,6 +28,10 @@ DEFAULT_DELIVERY_LIMIT = 20
 # Seconds an execution key's waiting queue stays after its last job, before a node deletes it.
 DEFAULT_WAITING_IDLE = 600.0
 QUEUE_TYPES = ("quorum", "classic")
+# The job history stream (docs/history.md): kept 7 days or 1 GiB, whichever ends first.
+DEFAULT_HISTORY_MAX_AGE = 7 * 24 * 3600
+DEFAULT_HISTORY_MAX_BYTES = 1024**3
+DEFAULT_HISTORY_SEGMENT_BYTES = 64 * 1024**2
 
 
 def _parse_endpoint(text: str) -> tuple[str, int]:
@@ -176,6 +180,37 @@ class AmqpConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The job history a node records (docs/history.md): on or off, and how long the
+    namespace's stream keeps it."""
+
+    enabled: bool = True
+    """Whether the node records job events; off, it writes nothing."""
+    max_age: int = DEFAULT_HISTORY_MAX_AGE
+    """Seconds the stream keeps events (RabbitMQ drops whole segments past it)."""
+    max_bytes: int = DEFAULT_HISTORY_MAX_BYTES
+    """Bytes the stream may hold before RabbitMQ drops its oldest segments."""
+    segment_bytes: int = DEFAULT_HISTORY_SEGMENT_BYTES
+    """Size of one stream segment: retention drops whole segments."""
+    batch_interval: float = 0.1
+    """Seconds between two batches of events (at most)."""
+    batch_size: int = 500
+    """Events per batch (at most): a full batch goes at once."""
+    buffer: int = 50_000
+    """Events held while RabbitMQ does not take them; past this, new ones are dropped."""
+
+    def __post_init__(self) -> None:
+        if self.max_age < 60:
+            raise ConfigError("history max age must be at least 60 seconds")
+        if self.max_bytes < 1024**2:
+            raise ConfigError("history max bytes must be at least 1 MiB")
+        if not 1024 <= self.segment_bytes <= self.max_bytes:
+            raise ConfigError("history segment size must be between 1 KiB and the max bytes")
+        if self.batch_interval <= 0 or self.batch_size < 1 or self.buffer < self.batch_size:
+            raise ConfigError("history batches need a positive interval and size, and a buffer >= a batch")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a `roger-node` needs."""
 
@@ -203,6 +238,8 @@ class NodeConfig:
     """Where to serve /healthz, /readyz and /metrics, as (host, port); None: nowhere."""
     waiting_idle: float = DEFAULT_WAITING_IDLE  # seconds before an idle waiting queue goes
     """Seconds before an idle waiting queue of execution keys is deleted."""
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    """The job history this node records (docs/history.md)."""
 
     def __post_init__(self) -> None:
         check_node(self.name)

@@ -107,6 +107,11 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 8
 def parse_duration(text: str) -> float:
     """`"90s"`, `"15m"`, `"2h"`, `"3d"`, `"1h30m"` (or plain seconds) -> seconds; ConfigError
     if malformed or longer than MAX_DELAY."""
+    return check_delay(parse_span(text))
+
+
+def parse_span(text: str) -> float:
+    """A duration as `parse_duration` reads it, without its MAX_DELAY cap (a retention)."""
     position, total, parts = 0, 0.0, 0
     while position < len(text):
         match = _DURATION.match(text, position)
@@ -120,4 +125,4 @@ def parse_duration(text: str) -> float:
         raise ConfigError(
             f"duration {text!r} is not understood: write a number and a unit, such as 90s, 15m, 2h, 3d"
         )
-    return check_delay(total)
+    return total

@@ -1,6 +1,6 @@
 """The exception tree of roger_cluster: one family under `RogerError`.
 
-Library exceptions (aio-pika, gRPC/aetcd, urllib) are turned into these at the
+Library exceptions (aio-pika, gRPC/aetcd, aiohttp) are turned into these at the
 border (`broker/`, `cluster/etcd.py`, `management.py`), so callers catch one family
 and read one message. One subclass lives beside the protocol it belongs to:
 `RemoteError`, a node's error answer to a control request (`control/wire.py`).
@@ -82,7 +82,7 @@ class UnknownSchedule(ClusterError):
 
 
 class Compacted(ClusterError):
-    """The watch start revision was compacted away: re-read, then watch again."""
+    """The revision asked for was compacted away (or etcd is behind it): read whole, then watch again."""
 
 
 class DrainTimeout(ClusterError):

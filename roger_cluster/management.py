@@ -8,8 +8,13 @@ concurrency, and that queue counts (ready / unacked) are what `rogerctl` shows.
 Tests check that promise where an operator would look: the management API
 (plugin `rabbitmq_management`), not our own bookkeeping.
 
-Stdlib only (urllib): the test kit must not pull in an HTTP library, and a
-blocking request run through `asyncio.to_thread` keeps the event loop free.
+On aiohttp: one `ClientSession` per `Management`, made on the first request
+(constructing a Management does no I/O) in the event loop that makes it, so
+its requests share a pool of keep-alive connections (`POOL_SIZE` at most)
+instead of a thread and a TCP handshake each. Every request is bounded by
+`timeout` seconds; `https` URLs are verified against the system's CAs, as
+urllib did. `close()` (or `async with`) closes the pool; the next request
+opens a new one. A `Client` closes its own in `Client.close()`.
 
 Credentials travel in the URL's userinfo (`http://guest:guest@127.0.0.1:15672`),
 the form `RabbitEndpoint.management_url` uses; without userinfo, guest/guest.
@@ -25,17 +30,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
 
 from .errors import ConfigError, ManagementError
 
 __all__ = ["ConsoleQueue", "ConsumerInfo", "Management", "ManagementError", "QueueRates"]
 
 _Json = Mapping[str, object]
+
+POOL_SIZE = 8
+"""Connections one Management keeps open to the API at most."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,8 @@ class QueueRates:
 
 
 class Management:
-    """Client of one broker's management API. Constructing it does no I/O."""
+    """Client of one broker's management API. Constructing it does no I/O; `close()` it
+    (or use `async with`) once it has been used."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -94,8 +104,23 @@ class Management:
         path = parts.path.rstrip("/")
         self.base_url = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        self._auth = f"Basic {token}"
+        self.authorization = f"Basic {token}"
+        """The `Authorization` header value its requests carry."""
         self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __aenter__(self) -> Management:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pooled connections; a later request opens new ones."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     @classmethod
     def for_amqp(cls, amqp_url: str, management_url: str | None = None, timeout: float = 3.0) -> Management:
@@ -122,21 +147,24 @@ class Management:
 
     async def overview(self) -> _Json:
         """`/api/overview`: versions, cluster name, totals."""
-        return await asyncio.to_thread(self.overview_blocking)
+        data = await self._get("/api/overview")
+        if data is None:
+            raise ManagementError(f"{self.base_url}/api/overview: not found")
+        return _obj(data)
 
     async def queue(self, queue: str, vhost: str = "/") -> ConsoleQueue | None:
         """The queue's info, or None if it does not exist."""
-        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}/{_q(queue)}")
+        data = await self._get(f"/api/queues/{_q(vhost)}/{_q(queue)}")
         return None if data is None else _console_queue(_obj(data))
 
     async def queues(self, vhost: str = "/") -> list[ConsoleQueue]:
         """Every queue of the vhost."""
-        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}")
+        data = await self._get(f"/api/queues/{_q(vhost)}")
         return [_console_queue(_obj(item)) for item in _list(data)]
 
     async def all_consumers(self, vhost: str = "/") -> list[ConsumerInfo]:
         """Every consumer of every queue of the vhost, in one request."""
-        data = await asyncio.to_thread(self._get, f"/api/consumers/{_q(vhost)}")
+        data = await self._get(f"/api/consumers/{_q(vhost)}")
         return [_consumer_info(_obj(item)) for item in _list(data or [])]
 
     async def queue_rates(self, vhost: str = "/") -> dict[str, QueueRates]:
@@ -145,7 +173,7 @@ class Management:
         A queue that saw no traffic yet has no `message_stats`: its rates are 0.
         """
         columns = ",".join(["name", *(f"message_stats.{field}_details.rate" for field in _RATE_FIELDS)])
-        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}?columns={columns}")
+        data = await self._get(f"/api/queues/{_q(vhost)}?columns={columns}")
         rates: dict[str, QueueRates] = {}
         for item in _list(data or []):
             queue = _obj(item)
@@ -159,7 +187,7 @@ class Management:
         Read from the queue's `consumer_details`: it shows a new consumer as
         soon as `/api/consumers` does (same stats cycle) and costs one queue.
         """
-        data = await asyncio.to_thread(self._get, f"/api/queues/{_q(vhost)}/{_q(queue)}")
+        data = await self._get(f"/api/queues/{_q(vhost)}/{_q(queue)}")
         if data is None:
             return []
         details = _obj(data).get("consumer_details", [])
@@ -174,7 +202,7 @@ class Management:
         connection, as `user_provided_name`. Connections without one are left out.
         """
         path = f"/api/vhosts/{_q(vhost)}/connections?columns=name,user_provided_name"
-        data = await asyncio.to_thread(self._get, path)
+        data = await self._get(path)
         names: dict[str, str] = {}
         for item in _list(data or []):
             connection = _obj(item)
@@ -188,12 +216,12 @@ class Management:
 
         For benchmarks and diagnostics that read figures this class has no method for.
         """
-        return await asyncio.to_thread(self._get, path)
+        return await self._get(path)
 
     async def delete_queue(self, queue: str, vhost: str = "/") -> bool:
         """Delete the queue whatever it holds; False if it did not exist."""
         path = f"/api/queues/{_q(vhost)}/{_q(queue)}"
-        return await asyncio.to_thread(self._delete, path)
+        return await self._delete(path)
 
     async def delete_queues(self, prefix: str, vhost: str = "/") -> int:
         """Delete every queue whose name starts with `prefix`; how many went.
@@ -212,50 +240,60 @@ class Management:
         """Delete every exchange whose name starts with `prefix`; how many went."""
         if not prefix:
             raise ConfigError("refusing to delete every exchange: give a non-empty prefix")
-        data = await asyncio.to_thread(self._get, f"/api/exchanges/{_q(vhost)}")
+        data = await self._get(f"/api/exchanges/{_q(vhost)}")
         deleted = 0
         for item in _list(data):
             name = _str(_obj(item), "name")
             path = f"/api/exchanges/{_q(vhost)}/{_q(name or '')}"
-            if name and name.startswith(prefix) and await asyncio.to_thread(self._delete, path):
+            if name and name.startswith(prefix) and await self._delete(path):
                 deleted += 1
         return deleted
 
-    # -- blocking API (readiness probes run outside any event loop) ---------
-
-    def overview_blocking(self) -> _Json:
-        """`/api/overview`, blocking; raises ManagementError if unreachable."""
-        data = self._get("/api/overview")
-        if data is None:
-            raise ManagementError(f"{self.base_url}/api/overview: not found")
-        return _obj(data)
-
     # -- plumbing ----------------------------------------------------------
 
-    def _get(self, path: str) -> object | None:
+    async def _get(self, path: str) -> object | None:
         """GET `path` as JSON; None on 404."""
-        body = self._request("GET", path)
-        return None if body is None else json.loads(body)
-
-    def _delete(self, path: str) -> bool:
-        return self._request("DELETE", path) is not None
-
-    def _request(self, method: str, path: str) -> bytes | None:
-        request = urllib.request.Request(
-            self.base_url + path,
-            method=method,
-            headers={"Authorization": self._auth, "Accept": "application/json"},
-        )
+        body = await self._request("GET", path)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                body: bytes = response.read()
-                return body
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
-                return None
-            raise ManagementError(f"{method} {self.base_url}{path}: HTTP {e.code}") from e
-        except (OSError, ValueError) as e:
-            raise ManagementError(f"{method} {self.base_url}{path}: {e}") from e
+            return None if body is None else json.loads(body)
+        except ValueError as e:
+            raise ManagementError(f"GET {self.base_url}{path}: not JSON: {e}") from e
+
+    async def _delete(self, path: str) -> bool:
+        return await self._request("DELETE", path) is not None
+
+    async def _request(self, method: str, path: str) -> bytes | None:
+        url = self.base_url + path
+        try:
+            # encoded: the path segments are quoted already (the vhost "/" is "%2F")
+            async with self._http().request(method, URL(url, encoded=True)) as response:
+                if response.status == 404:
+                    return None
+                if response.status >= 400:
+                    raise ManagementError(f"{method} {url}: HTTP {response.status}")
+                return await response.read()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise ManagementError(f"{method} {url}: {_describe(e)}") from e
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session of this event loop: made on the first request."""
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            raise RuntimeError("a Management is used from one event loop only; make one per loop")
+        if self._session is None:
+            self._loop = loop
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": self.authorization, "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=POOL_SIZE),
+            )
+        return self._session
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    return str(error) or type(error).__name__
 
 
 def _q(segment: str) -> str:

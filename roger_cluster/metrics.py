@@ -9,10 +9,12 @@ increment, not a label resolution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 ENDINGS = ("succeeded", "failed", "retried", "buried", "cancelled", "requeued")
 
@@ -81,6 +83,20 @@ class Metrics:
         """A value read at each scrape."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
 
+    def counted(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A counter kept elsewhere (an int attribute), read at each scrape."""
+        self.registry.register(_ReadCounter(name, help_text, read))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _ReadCounter(Collector):
+    """A counter whose value is read from a function at each scrape."""
+
+    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self.name, self.help_text, self.read = name, help_text, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.help_text, value=self.read())

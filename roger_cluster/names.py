@@ -156,6 +156,12 @@ def undeliverable_queue_name(namespace: str) -> str:
     return _namespaced(namespace, "delay.undeliverable", "undeliverable queue")
 
 
+def history_stream_name(namespace: str) -> str:
+    """The RabbitMQ stream of the namespace's job history (`history.py`): one per
+    namespace, appended to by every node, read by `rogerctl job show/history`."""
+    return _namespaced(namespace, "history", "history stream")
+
+
 def is_partition_queue(name: str) -> bool:
     """Whether `name` can be a partition queue (`<partition>-<queue>`)."""
     partition, sep, queue = name.partition("-")
@@ -163,6 +169,7 @@ def is_partition_queue(name: str) -> bool:
 
 
 MAX_CONCURRENCY = 10_000
+MAX_REPLICAS = 10_000
 
 
 def check_concurrency(queue: str, value: object) -> int:
@@ -172,5 +179,16 @@ def check_concurrency(queue: str, value: object) -> int:
     if not 1 <= value <= MAX_CONCURRENCY:
         raise ConfigError(
             f"concurrency of queue {queue!r} must be between 1 and {MAX_CONCURRENCY}, got {value}"
+        )
+    return value
+
+
+def check_replicas(partition: str, value: object) -> int:
+    """A partition's `replicas` if it is a whole number from 1 to MAX_REPLICAS."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"replicas of partition {partition!r} must be a whole number, got {value!r}")
+    if not 1 <= value <= MAX_REPLICAS:
+        raise ConfigError(
+            f"replicas of partition {partition!r} must be between 1 and {MAX_REPLICAS}, got {value}"
         )
     return value

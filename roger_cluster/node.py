@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .broker import Broker
 from .callbacks import Callbacks, load_callbacks
@@ -22,7 +22,7 @@ from .cluster.cancellations import Cancellations, JobRef
 from .cluster.drain import DrainReports
 from .cluster.etcd import Etcd
 from .cluster.execkeys import ExecKeys
-from .cluster.membership import Membership, NodeInfo
+from .cluster.membership import Membership, NodeInfo, follow_members
 from .cluster.partitions import PartitionMap, follow_map
 from .cluster.paused import follow_paused
 from .config import NodeConfig
@@ -31,12 +31,13 @@ from .errors import ConfigError, DuplicateNode, RogerError
 from .health import HealthServer
 from .job import JobRegistry
 from .metrics import Metrics
-from .placement import NodeProfile, desired_queues, draining_partitions
+from .placement import Assignments, NodeProfile, desired_queues, draining_partitions, placement_cost
 from .runtime.chains import Chains
 from .runtime.channels import ConsumerChannels
 from .runtime.consumer import QueueConsumer
 from .runtime.due import DueQueue
 from .runtime.pipeline import Pipeline
+from .runtime.recorder import Recorder
 from .runtime.release import ReleaseQueue, Releaser
 from .runtime.settle import Settler
 from .runtime.threads import JobThreads
@@ -51,6 +52,7 @@ RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 SYNC_JOB_THREADS = 512
 START_TIMEOUT = 10.0
 CONTROL_RETRY_DELAY = 2.0
+INLINE_PLACEMENT_COST = 200_000  # rendezvous scores; above, the assignments are updated in a thread
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -101,6 +103,9 @@ class Node:
         self._desired: dict[QueueId, int] = {}
         self._map: PartitionMap | None = None
         self._paused: frozenset[QueueId] | None = None
+        self._members: Mapping[str, frozenset[str]] | None = None  # live nodes, for --replicas
+        self._assignments = Assignments()  # where each partition with replicas runs
+        self._placing = asyncio.Lock()
         self._dirty = asyncio.Event()
         self.membership.on_registered.append(self._dirty.set)  # drain markers follow the lease
         self.consumer_channels.on_lost(self._dirty.set)
@@ -134,6 +139,10 @@ class Node:
         """Lets a schedule tick's job run once."""
         self.scheduler: Scheduler | None = None  # fires the schedules' ticks
         """Fires the schedules' ticks; None until the node started."""
+        self.history: Recorder | None = None
+        """Records job events in the namespace's history stream; None when history is off."""
+        if config.history.enabled:
+            self.history = Recorder(self.broker, config.etcd.namespace, config.name, config.history)
 
     def _lease_id(self) -> int:
         return self.membership.lease_id
@@ -157,6 +166,7 @@ class Node:
         self._worker = Worker(
             registry, self.name, self._threads, self.config.retry_levels, self.cancellations, callbacks
         )
+        self._worker.history = self.history
         settler = Settler(self.broker, self.exec_keys, self.releaser, self.config.etcd.namespace)
         self._pipeline = Pipeline(
             self._worker, settler, self.chains, self.config.amqp.delivery_limit, self.ticks
@@ -178,6 +188,8 @@ class Node:
         except BaseException:
             await self._close_clients()
             raise
+        if self.history is not None:
+            await self.history.start()
         self._session = [
             asyncio.create_task(self._guarded(self.membership.keep_alive()), name="keep-alive"),
             asyncio.create_task(
@@ -194,6 +206,10 @@ class Node:
             asyncio.create_task(
                 self._guarded(follow_paused(self.etcd, self.config.etcd.namespace, self._on_paused)),
                 name="paused-queues",
+            ),
+            asyncio.create_task(
+                self._guarded(follow_members(self.etcd, self.config.etcd.namespace, self._on_members)),
+                name="members",
             ),
             asyncio.create_task(self._guarded(self.scheduler.run()), name="schedules"),
         ]
@@ -222,6 +238,13 @@ class Node:
             "1 when etcd answered the last lease refresh.",
             lambda: self.membership.etcd_reachable,
         )
+        if self.history is not None:
+            history = self.history
+            metrics.counted(
+                "roger_history_dropped_events",
+                "Job history events dropped because RabbitMQ did not take them.",
+                lambda: history.dropped,
+            )
         self._http = HealthServer(host, port, metrics, self.readiness)
         await self._http.start()
 
@@ -272,6 +295,8 @@ class Node:
         consumers += self._draining.values()
         await asyncio.gather(*(c.stop(timeout) for c in consumers), *self._draining)
         await self.releaser.close(timeout)  # keys of settled jobs, while our lease still holds
+        if self.history is not None:
+            await self.history.stop()  # what the last jobs recorded, before the connection goes
         await _cancel_all(self._session)
         try:
             await self.membership.leave()
@@ -304,6 +329,8 @@ class Node:
         """Stop at once: close the connections without acking anything; unfinished
         jobs go back to their queues, the lease expires by itself."""
         await _cancel_all(self._tasks + self._session)
+        if self.history is not None:
+            await self.history.stop(timeout=0)
         if self._worker is not None:
             self._worker.stop_all(Stop.SHUTDOWN)
         await self._close_clients()
@@ -317,17 +344,30 @@ class Node:
 
     async def _on_map(self, partitions: PartitionMap) -> None:
         self._map = partitions
-        self._update_desired()
+        await self._update_desired()
 
     async def _on_paused(self, paused: frozenset[QueueId]) -> None:
         self._paused = paused
-        self._update_desired()
+        await self._update_desired()
 
-    def _update_desired(self) -> None:
-        # Only once both are read: a paused queue must not be consumed even for a moment.
-        if self._map is None or self._paused is None:
+    async def _on_members(self, members: Mapping[str, frozenset[str]]) -> None:
+        self._members = members
+        await self._update_desired()
+
+    async def _update_desired(self) -> None:
+        # Only once all are read: a paused queue must not be consumed even for a moment,
+        # nor a partition with replicas on a node that is not among its chosen ones.
+        if self._map is None or self._paused is None or self._members is None:
             return
-        self._desired = desired_queues(self._map, self._paused, self.profile)
+        async with self._placing:  # one update of the assignments at a time
+            partitions, members = self._map, self._members
+            if placement_cost(partitions, members) > INLINE_PLACEMENT_COST:
+                # A first computation in a big cluster (10 M scores at 1,000 nodes x 10,000
+                # partitions: seconds of CPU) runs in a thread, so the lease keep-alive goes on.
+                await asyncio.to_thread(self._assignments.update, partitions, members)
+            else:
+                self._assignments.update(partitions, members)
+            self._desired = desired_queues(partitions, self._paused, self.profile, self._assignments)
         self._dirty.set()
         self.map_loaded.set()
 

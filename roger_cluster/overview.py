@@ -22,7 +22,7 @@ from .cluster.partitions import PartitionSpec
 from .errors import ManagementError
 from .management import ConsoleQueue, ConsumerInfo, Management, QueueRates
 from .names import buried_queue_name, queue_name
-from .placement import NodeProfile, runs_on
+from .placement import chosen, describe
 
 
 @dataclass(frozen=True, order=True)
@@ -55,10 +55,11 @@ def node_consumers(consumers: Iterable[ConsumerInfo], connections: Mapping[str, 
 
 
 def placed(spec: PartitionSpec, nodes: Iterable[NodeInfo]) -> list[str]:
-    """The live `nodes` that consume the partition's queues while not paused, by name."""
+    """The live `nodes` that consume the partition's queues while not paused, by name
+    (with `replicas`, the K that rendezvous hashing picks among the eligible ones)."""
     if spec.draining:
         return []
-    return sorted(n.name for n in nodes if runs_on(spec, NodeProfile(n.name, frozenset(n.labels))))
+    return list(chosen(spec, {n.name: frozenset(n.labels) for n in nodes}))
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class PartitionInfo:
     """The partition's name."""
     queues: list[QueueInfo]
     """Each of its queues, live."""
+    placement: str | None = None
+    """Which nodes run it and why (`replicas 2 of 3 eligible: n1, n3 (rendezvous)`);
+    None: the live nodes were not read."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ def partition_info(
     """The partition's rows, one per queue of `spec`, from what was `observed` of each queue
     (by queue name; a queue missing is unknown), the paused (partition, queue) pairs and the
     live nodes. None for `paused` or `live`: not known, and the rows say so."""
+    live = None if live is None else list(live)
     placed_on = None if live is None else placed(spec, live)
     rows = []
     for queue, concurrency in spec.queues.items():
@@ -144,7 +149,8 @@ def partition_info(
                 placed_on=placed_on,
             )
         )
-    return PartitionInfo(spec.name, rows)
+    members = None if live is None else {n.name: frozenset(n.labels) for n in live}
+    return PartitionInfo(spec.name, rows, None if members is None else describe(spec, members))
 
 
 class Reader:

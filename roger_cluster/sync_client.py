@@ -385,6 +385,11 @@ class SyncClient:
     retry_buried = _blocking(Client.retry_buried)
     purge_buried = _blocking(Client.purge_buried)
 
+    # job history (docs/history.md)
+    job_events = _blocking(Client.job_events)
+    job_history = _blocking(Client.job_history)
+    job_story = _blocking(Client.job_story)
+
     # schedules
     put_schedule = _blocking(Client.put_schedule)
     ensure_schedule = _blocking(Client.ensure_schedule)

@@ -337,3 +337,18 @@ class Punctual(Job):
             retry=self.context.retry_count,
             n=args.get("n"),
         )
+
+
+class HangsThenFlaky(Job):
+    """Retryable: hangs on the node named `hang_on` (to be killed there), then fails its
+    first `failures` attempts elsewhere and succeeds (the job history's story)."""
+
+    retryable = True
+
+    async def perform(self, args: Any) -> None:
+        mark(self, "start")
+        if os.environ.get("ROGER_NODE_NAME") == args["hang_on"]:
+            await asyncio.sleep(60)
+        if self.context.retry_count < int(args["failures"]):
+            raise RuntimeError(f"attempt {self.context.retry_count + 1} fails on purpose")
+        mark(self, "end")

@@ -7,7 +7,9 @@ table rows, each comparison with its target right below the figure it judges:
   consumer that acks each delivery;
 - enqueue >= 0.9x bare pipelined confirmed publishing, and >= 4x the peers' confirmed enqueue;
 - partition start p99 < 100 ms on the matrix's nodes (3 by default);
-- a killed node's running job starts on another node within 2 s (every sample).
+- a killed node's running job starts on another node within 2 s (every sample);
+- one node drains with the job history on >= 0.9x the same node drains with it off (the async
+  headline drain runs on a node with history on, beside a node with it off, same rounds).
 
 The peers run on classic queues only (Dramatiq declares nothing else), so the comparisons with
 them use our classic figures; each ceiling comparison uses the same queue type on both sides.
@@ -30,8 +32,10 @@ from .report import Row, check, ratio
 from .rig import QUEUE_TYPES, Measure, Rig, log
 
 OURS = "roger_cluster"
-SIDES = ("bare each", "bare batch", "ours", "ours sync")
+SIDES = ("bare each", "bare batch", "ours", "ours sync", "ours no history")
+MAIN_ONLY = ("ours sync", "ours no history")  # sides run in the rounds of the main queue type only
 SYNC_TARGET = 0.8  # issue 15, item 8: a plain `def` job drains at >= 0.8x an async one
+HISTORY_TARGET = 0.9  # issue 17, item 1: draining with job history on >= 0.9x with it off
 PEER_QUEUE_TYPE = "classic"
 DRAIN_PEERS = ("celery", "dramatiq-1")  # the issue's "Celery solo / Dramatiq 1-proc"
 FAILOVER_BOUND = 2000.0  # milliseconds
@@ -66,6 +70,7 @@ class Work:
         self.peers = peers
         self.main: list[NodeProcess] = []  # of options.queue_type; node k labelled n<k>..n<last>
         self.solo: dict[str, NodeProcess] = {}  # one node per other queue type, labelled "solo"
+        self.no_history: NodeProcess | None = None  # of options.queue_type, history off, "nohist"
 
     @property
     def last(self) -> int:
@@ -77,6 +82,7 @@ class Work:
             self.rig.start_node(f"{main[0]}{i}", main, ours.labels(i, last)) for i in range(1, last + 1)
         ]
         self.main = list(await asyncio.gather(*starts))
+        self.no_history = await self.rig.start_node("nohist", main, ["nohist"], ROGER_HISTORY="off")
         for other in QUEUE_TYPES:
             if other != main:
                 self.solo[other] = await self.rig.start_node(f"{other[0]}solo", other, ["solo"])
@@ -97,6 +103,12 @@ class Work:
             placement = self.one_node(queue_type)
             enqueued, drained = await ours.filled_drain(rig, suffix, queue_type, placement, prefetch, False)
             return {"ours enqueue": enqueued, "ours drain": drained}
+        if side == "ours no history":
+            assert self.no_history is not None
+            suffix = f"h{queue_type[0]}o{number}"
+            placement = ours.Placement("nohist", [self.no_history])
+            _, drained = await ours.filled_drain(rig, suffix, queue_type, placement, prefetch, False)
+            return {"ours no history drain": drained}
         if side == "ours sync":
             suffix = f"h{queue_type[0]}s{number}"
             placement = self.one_node(queue_type)
@@ -110,9 +122,11 @@ class Work:
 
     async def headline(self, queue_type: str) -> list[Row]:
         samples: dict[str, list[Measure]] = defaultdict(list)
-        # The sync drain runs in the rounds of the matrix's queue type, beside the async one, so
-        # their ratio compares drains of the same rounds on the same machine load.
-        sides = SIDES if queue_type == self.options.queue_type else SIDES[:-1]
+        # The sync drain and the drain without history run in the rounds of the matrix's queue
+        # type, beside the async one, so their ratios compare drains of the same rounds on the
+        # same machine load.
+        main = queue_type == self.options.queue_type
+        sides = SIDES if main else tuple(s for s in SIDES if s not in MAIN_ONLY)
         for number in range(self.options.rounds):
             shift = number % len(sides)
             for side in sides[shift:] + sides[:shift]:
@@ -161,6 +175,14 @@ class Work:
             rows += [
                 rate(OURS, figure, sync),
                 at_least("  / async drain, same rounds", sync.rate, drain.rate, SYNC_TARGET),
+            ]
+        if (off := m.get("ours no history drain")) is not None:
+            figure = (
+                f"drain with history off, 1 node, async, concurrency {self.options.prefetch} ({queue_type})"
+            )
+            rows += [
+                rate(OURS, figure, off),
+                at_least("  drain with history on / off, same rounds", drain.rate, off.rate, HISTORY_TARGET),
             ]
         return rows
 

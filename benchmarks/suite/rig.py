@@ -28,6 +28,7 @@ from roger_cluster.names import (
     delay_exchange_name,
     delay_queue_name,
     due_queue_name,
+    history_stream_name,
     queue_name,
     release_queue_name,
     undeliverable_queue_name,
@@ -193,8 +194,8 @@ class Rig:
             )
         return (count.executions - 1) / (count.last - count.first) if count.last > count.first else 0.0
 
-    async def start_node(self, name: str, queue_type: str, labels: Iterable[str]) -> NodeProcess:
-        node = self.factory.spawn(name, ROGER_QUEUE_TYPE=queue_type, ROGER_LABELS=",".join(labels))
+    async def start_node(self, name: str, queue_type: str, labels: Iterable[str], **env: str) -> NodeProcess:
+        node = self.factory.spawn(name, ROGER_QUEUE_TYPE=queue_type, ROGER_LABELS=",".join(labels), **env)
         await node.wait_started()
         return node
 
@@ -209,10 +210,15 @@ class Rig:
                 await client.close()
             await delete_queues(self.amqp, self.partitions)
             self.partitions.clear()
-            channel = await self.amqp.channel()  # the nodes' queue of key releases, the delay levels
+            channel = await self.amqp.channel()  # key releases, delay levels, the history stream
             try:
                 await channel.queue_delete(release_queue_name(self.tag))
-                for name in (due_queue_name(self.tag), undeliverable_queue_name(self.tag)):
+                names = (
+                    due_queue_name(self.tag),
+                    undeliverable_queue_name(self.tag),
+                    history_stream_name(self.tag),
+                )
+                for name in names:
                     await channel.queue_delete(name)
                 for level in range(LEVELS):
                     await channel.queue_delete(delay_queue_name(self.tag, level))

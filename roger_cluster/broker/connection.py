@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from aio_pika.connection import make_url
 
 from ..config import AmqpConfig, TlsFiles
 from ..errors import BrokerConnectionError, BrokerError, UnroutableJob
+from .spread import attempt_order, broker_order
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,26 @@ class Connection:
         self.config = config
         # Shown by the RabbitMQ console (a node's connection carries its node name).
         self.connection_name = connection_name
+        # Which broker of a cluster to try first, then next (`spread.py`): ranked by the
+        # node's name; a client, which has no name, by a random key of its own and its pid.
+        self._client_key = secrets.token_hex(8)
         self.connection: AbstractConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._declare_channels: list[AbstractChannel | None] = [None] * DECLARE_CHANNELS
         self._next_declare = 0
         self._channel_lock = asyncio.Lock()
-        self._url_index = -1  # the broker of the current connection, among config.urls
+        self._url_index: int | None = None  # the broker of the current connection, among config.urls
+        self._pid = os.getpid()  # the process `_url_index` is about
         self._on_lost: list[Callable[[BaseException | None], None]] = []
+
+    @property
+    def broker_order(self) -> tuple[int, ...]:
+        """The indices of `config.urls` in the order this process tries them (`spread.py`).
+
+        A node's follows its name. A client's is drawn per object and per process, so the
+        children of a fork (web workers preloaded by gunicorn) spread too."""
+        key = self.connection_name or f"{self._client_key}:{os.getpid()}"
+        return broker_order([self.config.describe(u) for u in self.config.urls], key)
 
     def _forget_channels(self) -> None:
         self._publish_channel = None
@@ -84,10 +100,12 @@ class Connection:
         await self.close()  # a connection the broker dropped is closed too, not left to the GC
         urls = self.config.urls
         error: BaseException | None = None
-        # Several brokers (a RabbitMQ cluster): start after the one we had, so a
-        # broker that went down is tried last.
-        for step in range(1, len(urls) + 1):
-            index = (self._url_index + step) % len(urls)
+        # Several brokers (a RabbitMQ cluster): in this process's order, the one we
+        # had (it just failed us) last; a forked child's parent had that one, not it.
+        order = self.broker_order
+        if self._pid != os.getpid():
+            self._pid, self._url_index = os.getpid(), None
+        for index in attempt_order(order, self._url_index):
             # Made here rather than by aio_pika.connect, so that a failed attempt is closed:
             # an unclosed aio-pika connection schedules its close from __del__, which
             # outside a running loop leaves a "never awaited" coroutine behind.
@@ -107,7 +125,8 @@ class Connection:
             self._url_index = index
             connection.close_callbacks.add(self._connection_closed)
             if len(urls) > 1:
-                log.info("connected to RabbitMQ at %s", self.config.describe(urls[index]))
+                where, rank = self.config.describe(urls[index]), order.index(index) + 1
+                log.info("connected to RabbitMQ at %s (choice %d of %d)", where, rank, len(urls))
             return
         assert error is not None
         raise self._unreachable(error) from error

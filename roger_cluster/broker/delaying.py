@@ -131,7 +131,11 @@ class Delaying(Publishing):
             return
         body = encode(message, self.config.max_payload_bytes)
         properties = amqp_properties(message, partition)
-        properties.headers = {TARGET_HEADER: target, DUE_HEADER: round(due * 1000)}
+        properties.headers = {
+            **(properties.headers or {}),
+            TARGET_HEADER: target,
+            DUE_HEADER: round(due * 1000),
+        }
         # Straight to the exchange of its highest set bit: the levels above would only pass
         # it down, and each exchange-to-exchange hop costs (from the top, 26 topic
         # exchanges: a tenth of the publish rate, seen on RabbitMQ 3.10).

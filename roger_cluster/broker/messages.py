@@ -15,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 from pamqp import commands as spec
 
+from .. import tracing
 from ..codec import CONTENT_TYPE, JobMessage
 
 PERSISTENT = int(DeliveryMode.PERSISTENT)
@@ -35,13 +36,17 @@ def amqp_message(message: JobMessage, body: bytes, partition: str) -> aio_pika.M
 
 
 def amqp_properties(message: JobMessage, partition: str) -> spec.Basic.Properties:
-    """The properties of a job's message: persistent, typed, traceable in the console.
+    """The properties of a job's message: persistent, typed, traceable in the console,
+    and with the current trace context in its headers when OpenTelemetry is installed
+    (`tracing.py`).
 
     Built directly, below aio-pika: an `aio_pika.Message` costs about 20 µs to make,
     a tenth of a confirmed publish (see docs/performance.md).
     """
     stamp = message.enqueued_at
+    headers: Any = tracing.inject()  # a FieldTable of str, or None
     return spec.Basic.Properties(
+        headers=headers,
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
         message_id=message.id,

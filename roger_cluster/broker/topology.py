@@ -3,6 +3,13 @@
 Declares are idempotent, so they are replayed freely after a reconnect or on
 every partition-map change. A queue that exists with other arguments is a
 clear `BrokerError`, not a closed channel for whoever declared next.
+
+A quorum partition queue and its buried queue are created with
+`x-queue-leader-locator: balanced`, so RabbitMQ puts each new leader on the
+member that leads the fewest queues, not on the member the declaring client
+happens to be connected to. RabbitMQ (3.10 and later) compares that argument on
+every redeclare, so a queue created without it (by an earlier version) is
+declared again as it is, never refused: see `LEADER_LOCATOR`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from .connection import CONNECTION_ERRORS, Connection
 # RabbitMQ close the whole connection (INTERNAL_ERROR): `check_consumable` tells when
 # it is gone; this pause spares most of those checks.
 REDECLARE_DELAY = 0.5
+# Where RabbitMQ places the leader of a new quorum partition queue: on the member
+# leading the fewest queues. Only a creation-time choice: existing leaders stay put.
+LEADER_LOCATOR = {"x-queue-leader-locator": "balanced"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,9 @@ class Topology(Connection):
     def __init__(self, config: AmqpConfig, connection_name: str | None = None) -> None:
         super().__init__(config, connection_name)
         self._declared: set[str] = set()  # waiting queues declared on this connection
+        # Queues found to exist without the leader locator (made by an earlier version):
+        # declared without it from then on. Kept across reconnects: the queues stay.
+        self._unlocated: set[str] = set()
 
     async def close(self) -> None:
         """Close the connection; unacked deliveries go back to their queues."""
@@ -49,13 +62,27 @@ class Topology(Connection):
 
     async def declare(self, partition: str, queue: str) -> None:
         """Declare the queue and its buried queue, durable, of the configured type."""
-        arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
-        await self._declare(
-            {
-                queue_name(partition, queue): self.main_arguments(partition, queue),
-                buried_queue_name(partition, queue): arguments,
-            }
-        )
+        queues = {
+            queue_name(partition, queue): self.main_arguments(partition, queue),
+            buried_queue_name(partition, queue): {"x-queue-type": self.config.queue_type},
+        }
+        try:
+            await self._declare(self._located(queues))
+        except BrokerError as e:
+            if "x-queue-leader-locator" not in str(e) or self._unlocated.issuperset(queues):
+                raise
+            # Made by an earlier version, without the locator: declare it as it is.
+            self._unlocated.update(queues)
+            await self._declare(self._located(queues))
+
+    def _located(self, queues: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """`queues` with the leader locator added to the quorum queues not known to lack it."""
+        if self.config.queue_type != "quorum":
+            return queues
+        return {
+            name: arguments if name in self._unlocated else arguments | LEADER_LOCATOR
+            for name, arguments in queues.items()
+        }
 
     def main_arguments(self, partition: str, queue: str) -> dict[str, Any]:
         """A partition queue: with quorum queues, a poison message (one that keeps
@@ -136,6 +163,7 @@ class Topology(Connection):
         """Delete a queue and whatever it holds (quorum queues cannot be deleted "if empty":
         the caller makes sure nothing can be published into it meanwhile)."""
         self._declared.discard(name)
+        self._unlocated.discard(name)
 
         async def run() -> None:
             async with self._short_channel() as channel:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -87,7 +88,15 @@ async def cmd_nodes(client: Client, args: argparse.Namespace, out: Output) -> No
 def _placement(spec: PartitionSpec) -> str:
     parts = [f"nodes={','.join(spec.nodes)}"] if spec.nodes else []
     parts += [f"labels={','.join(spec.labels)}"] if spec.labels else []
-    return " ".join(parts) or "every node"
+    where = " ".join(parts) or "every node"
+    return where if spec.replicas is None else f"{where}, replicas={spec.replicas}"
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Output) -> None:
@@ -97,8 +106,11 @@ async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Out
         parse_queues(args.queues),
         tuple(split_list(args.nodes)),
         tuple(split_list(args.labels)),
+        replicas=args.replicas,
     )
-    spec = await write(wanted.name, wanted.queues, nodes=wanted.nodes, labels=wanted.labels)
+    spec = await write(
+        wanted.name, wanted.queues, nodes=wanted.nodes, labels=wanted.labels, replicas=wanted.replicas
+    )
     kept = args.if_absent and spec != wanted
     out.message(
         f"partition {spec.name} {'exists, left as it is' if kept else 'started'}: "
@@ -109,6 +121,7 @@ async def cmd_partition_start(client: Client, args: argparse.Namespace, out: Out
             "queues": dict(spec.queues),
             "nodes": list(spec.nodes),
             "labels": list(spec.labels),
+            "replicas": spec.replicas,
             "draining": spec.draining,
         },
     )
@@ -152,6 +165,7 @@ async def cmd_partition_list(client: Client, args: argparse.Namespace, out: Outp
                 "draining": s.draining,
                 "nodes": list(s.nodes),
                 "labels": list(s.labels),
+                "replicas": s.replicas,
                 "paused": [q for q in s.queues if (s.name, q) in paused],
             }
             for s in specs
@@ -162,6 +176,8 @@ async def cmd_partition_list(client: Client, args: argparse.Namespace, out: Outp
 async def cmd_partition_show(client: Client, args: argparse.Namespace, out: Output) -> None:
     info = await client.partition(check_partition(args.name))
     out.table(PARTITION_SHOW_HEADERS, [queue_row(q) for q in info.queues], [asdict(q) for q in info.queues])
+    if info.placement is not None and not out.json_mode:  # after the table: its header stays line 1
+        print(f"placement: {info.placement}")
 
 
 async def cmd_doctor(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -235,6 +251,13 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="LABEL[,LABEL...]",
         help="only nodes started with every one of these --label values consume it (repeatable)",
+    )
+    start.add_argument(
+        "--replicas",
+        type=_whole_number,
+        metavar="K",
+        help="run it on K of the eligible live nodes, picked by rendezvous hashing of partition and"
+        " node names; another takes over when one dies (default: every eligible node)",
     )
     start.add_argument(
         "--if-absent",
@@ -324,6 +347,16 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of rogerctl."""
+    try:
+        code = command(argv)
+        sys.stdout.flush()  # a reader gone before the end shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return reader_gone()
+
+
+def command(argv: list[str] | None) -> int:
+    """Parse `argv` and run the command; a RogerError becomes its exit code and one line."""
     args = parse(parser(), argv)
     if args.command == "completion":
         print_completion(args.shell)
@@ -336,6 +369,18 @@ def main(argv: list[str] | None = None) -> int:
         return fail("rogerctl", exit_code(e), explain(e, args.namespace), red)
     except KeyboardInterrupt:
         return fail("rogerctl", Exit.INTERRUPTED, "interrupted", red)
+
+
+def reader_gone() -> int:
+    """stdout's reader closed the pipe (`rogerctl nodes --json | head -1`): exit 1 quietly.
+
+    Python's documented recipe: point stdout at /dev/null, so that the flush at exit
+    does not raise BrokenPipeError again and print a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return Exit.FAILED
 
 
 if __name__ == "__main__":

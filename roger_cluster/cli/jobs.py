@@ -1,6 +1,6 @@
 """`rogerctl job enqueue|cancel|scheduled|buried|retry-buried|purge-buried` (and, from
-`info.py`, `job running|queued`): one job, the delayed jobs of a partition, or the
-buried jobs of one queue.
+`info.py`, `job running|queued`; from `history.py`, `job show|history`): one job, the
+delayed jobs of a partition, or the buried jobs of one queue.
 
 `job enqueue` refuses what cannot run: a class missing from a module rogerctl
 can import (exit 2), a partition not in the map or a queue it does not have
@@ -29,6 +29,7 @@ from ..errors import ConfigError, UnknownPartition, UnknownQueue
 from ..job import Job, new_job_id
 from ..names import buried_queue_name, check_partition, check_queue
 from ..scheduled import READ_CAP
+from .history import add_history_commands
 from .info import add_job_info_commands
 from .output import Output
 from .progress import Progress
@@ -100,6 +101,7 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     purge.add_argument("queue", metavar="QUEUE", help="queue of the partition")
     purge.set_defaults(run=cmd_job_purge_buried)
     add_job_info_commands(jcmds)
+    add_history_commands(jcmds)
 
 
 def json_args(text: str) -> Any:

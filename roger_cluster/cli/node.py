@@ -18,12 +18,15 @@ import sys
 import threading
 
 from ..config import (
+    DEFAULT_HISTORY_SEGMENT_BYTES,
     DEFAULT_LEASE_TTL,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WAITING_IDLE,
+    HistoryConfig,
     NodeConfig,
     parse_http,
 )
+from ..delays import parse_span
 from ..errors import ConfigError, DuplicateNode, RogerError
 from ..names import check_partition, check_queue
 from ..node import Node
@@ -122,6 +125,27 @@ def parser() -> argparse.ArgumentParser:
         help="serve /healthz, /readyz and /metrics (Prometheus) here (env ROGER_HTTP; default: off)",
     )
     p.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_false",
+        default=env("ROGER_HISTORY", "on").lower() not in ("off", "0", "false", "no"),
+        help="record no job history (env ROGER_HISTORY=off; default: on, see docs/history.md)",
+    )
+    p.add_argument(
+        "--history-max-age",
+        default=env("ROGER_HISTORY_MAX_AGE", "7d"),
+        metavar="DURATION",
+        help="how long the namespace's history stream keeps job events: 12h, 7d, 30d"
+        " (env ROGER_HISTORY_MAX_AGE; default %(default)s)",
+    )
+    p.add_argument(
+        "--history-max-bytes",
+        default=env("ROGER_HISTORY_MAX_BYTES", "1GiB"),
+        metavar="SIZE",
+        help="how big the history stream may grow before its oldest events go: 500MB, 1GiB, 10GB"
+        " (env ROGER_HISTORY_MAX_BYTES; default %(default)s)",
+    )
+    p.add_argument(
         "--log-format",
         default=env("ROGER_LOG_FORMAT", "text"),
         choices=("text", "json"),
@@ -154,6 +178,36 @@ def parse_concurrency(items: list[str]) -> dict[tuple[str, str], int]:
     return overrides
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """`500MB`, `1GiB`, `1048576` -> bytes; ConfigError if malformed."""
+    number = text.strip().rstrip("bBiIkKmMgGtT")
+    unit = text.strip()[len(number) :].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _SIZE_UNITS or value <= 0:
+        raise ConfigError(
+            f"size {text!r} is not understood: write a number and a unit, such as 500MB or 1GiB"
+        )
+    return int(value * _SIZE_UNITS[unit])
+
+
+def history_config(args: argparse.Namespace) -> HistoryConfig:
+    """The job history settings from the flags (docs/history.md)."""
+    max_bytes = parse_size(args.history_max_bytes)
+    return HistoryConfig(
+        enabled=args.history,
+        max_age=int(parse_span(args.history_max_age)),
+        max_bytes=max_bytes,
+        segment_bytes=min(DEFAULT_HISTORY_SEGMENT_BYTES, max(1024, max_bytes // 8)),
+    )
+
+
 def build_config(args: argparse.Namespace) -> NodeConfig:
     """NodeConfig from parsed flags; ConfigError if a value is not allowed."""
     jobs = tuple(m.strip() for m in args.jobs.split(",") if m.strip())
@@ -172,6 +226,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         labels=tuple(labels),
         concurrency=parse_concurrency(split_list(concurrency)),
         http=parse_http(args.http),
+        history=history_config(args),
     )
 
 

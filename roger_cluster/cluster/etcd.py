@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,6 +72,21 @@ class WatchEvent:
     key: str
     value: bytes | None
     revision: int
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    """What one watch reply says: its events (none for a progress report), and the
+    revision the watcher has now seen everything up to (resume from the next)."""
+
+    events: list[WatchEvent]
+    revision: int
+
+
+# Keys per page of a prefix read. A page of partition specs is tens of KiB: far below
+# gRPC's 4 MiB default for a reply, and a range etcd serves without holding much.
+# A page that is still too big (large values) is asked again at half the size.
+PAGE_SIZE = 1000
 
 
 def prefix_end(prefix: str) -> bytes:
@@ -165,14 +182,19 @@ class Etcd:
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
         self._channel: grpc.aio.Channel | None = None
+        _CLIENTS.add(self)
         self._kv: Any = None
         self._lease: Any = None
         self._watch: Any = None
         self._auth: Any = None
         self._metadata: tuple[tuple[str, str], ...] | None = None
+        # Keys per page of `get_prefix` (tests make it small); 0: the whole prefix at once.
+        self.page_size = PAGE_SIZE
 
     async def connect(self) -> None:
         """Open the channel and check that etcd answers."""
+        if _forked_with_open_channel:
+            raise ClusterConnectionError(FORKED_WITH_OPEN_CHANNEL)
         if self._channel is None:
             try:
                 target = await _target(self.config)
@@ -233,6 +255,8 @@ class Etcd:
     def _error(self, error: grpc.aio.AioRpcError) -> ClusterError:
         if error.code() in _UNREACHABLE:
             return self._unreachable(error.details() or error.code().name)
+        if error.code() == grpc.StatusCode.OUT_OF_RANGE:  # "required revision has been compacted"
+            return Compacted(f"etcd refused the request: {error.details()}")
         return ClusterError(f"etcd refused the request: {error.details()}")
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
@@ -268,10 +292,40 @@ class Etcd:
         return _kv(reply.kvs[0]) if reply.kvs else None
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        """Every key under `prefix`, and the store revision they were read at."""
-        request = rpc.RangeRequest(key=prefix.encode(), range_end=prefix_end(prefix))
-        reply = await self._call(lambda: self._kv.Range(request, **self._options()))
-        return [_kv(kv) for kv in reply.kvs], reply.header.revision
+        """Every key under `prefix`, and the store revision they were read at.
+
+        Read in pages of `page_size` keys, each from the key after the last one read,
+        all at the revision of the first page: one consistent snapshot, however big,
+        with no reply near gRPC's limit. Should that revision be compacted between two
+        pages, the read starts over.
+        """
+        while True:
+            try:
+                return await self._read_pages(prefix)
+            except Compacted as e:
+                log.info("reading %s: %s; reading it again", prefix, e)
+
+    async def _read_pages(self, prefix: str) -> tuple[list[KeyValue], int]:
+        start, end = prefix.encode(), prefix_end(prefix)
+        kvs: list[KeyValue] = []
+        revision, limit = 0, self.page_size
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision)
+            try:
+                reply = await self._range(request)
+            except ClusterError as e:
+                if limit in (0, 1) or not _too_large(e):
+                    raise
+                limit //= 2
+                continue
+            revision = revision or reply.header.revision
+            kvs.extend(_kv(kv) for kv in reply.kvs)
+            if not reply.more or not reply.kvs:
+                return kvs, revision
+            start = reply.kvs[-1].key + b"\0"
+
+    async def _range(self, request: Any) -> Any:
+        return await self._call(lambda: self._kv.Range(request, **self._options()))
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         """Set the key; returns the new revision."""
@@ -363,10 +417,13 @@ class Etcd:
         reply = await self._call(lambda: self._lease.LeaseTimeToLive(request, **self._options()))
         return LeaseTTL(remaining=reply.TTL, granted=reply.grantedTTL)
 
-    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
-        """Batches of events under `prefix` from `start_revision` on.
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
+        """Batches of events under `prefix` from `start_revision` on, each with the
+        revision seen; empty batches once the watch is in place and as progress
+        reports while nothing changes.
 
-        Ends only by raising: Compacted when the revision is gone,
+        Ends only by raising: Compacted when the revision is gone (or etcd's store is
+        behind it: restored or replaced, so the revisions we saw mean nothing there),
         ClusterConnectionError when the stream breaks. The caller resumes.
         """
         if self._channel is None:
@@ -384,13 +441,29 @@ class Etcd:
                     raise Compacted(f"watch revision {start_revision} compacted")
                 if reply.canceled:
                     raise ClusterError(f"etcd cancelled the watch: {reply.cancel_reason}")
+                if reply.created and reply.header.revision < start_revision - 1:
+                    raise Compacted(
+                        f"etcd is at revision {reply.header.revision}, behind the watch's"
+                        f" {start_revision - 1}: its data was restored or replaced"
+                    )
                 if reply.events:
-                    yield [_event(e) for e in reply.events]
+                    events = [_event(e) for e in reply.events]
+                    yield WatchBatch(events, events[-1].revision)
+                elif reply.created:  # in place: nothing new yet
+                    yield WatchBatch([], start_revision - 1)
+                else:  # a progress report: nothing changed up to here
+                    yield WatchBatch([], reply.header.revision)
         except grpc.aio.AioRpcError as e:
             raise self._error(e) from e
         finally:
             call.cancel()
         raise ClusterConnectionError(f"etcd at {self.config.describe()} closed the watch")
+
+
+def _too_large(error: ClusterError) -> bool:
+    """Whether a call failed because its reply was over gRPC's message size limit."""
+    cause = error.__cause__
+    return isinstance(cause, grpc.aio.AioRpcError) and cause.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 async def _hold_open(request: Any) -> AsyncIterator[Any]:
@@ -406,3 +479,25 @@ def _event(event: Any) -> WatchEvent:
         value=None if deleted else bytes(event.kv.value),
         revision=event.kv.mod_revision,
     )
+
+
+# gRPC's asyncio channels do not survive a fork: once a process forks with one open, every
+# etcd call in the child hangs, on a new channel too. SyncClient closes its channel before a
+# fork; for anything else, the child fails fast with the fix instead of hanging.
+FORKED_WITH_OPEN_CHANNEL = (
+    "this process was forked while an etcd channel was open in its parent, and gRPC's asyncio"
+    " channels do not survive a fork (etcd calls here would hang): close the Client before"
+    " forking (`await client.close()`), use SyncClient (fork-safe), or start processes with"
+    " multiprocessing's 'spawn' or 'forkserver' method"
+)
+_CLIENTS: weakref.WeakSet[Etcd] = weakref.WeakSet()
+_forked_with_open_channel = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_with_open_channel
+    if any(client._channel is not None for client in list(_CLIENTS)):
+        _forked_with_open_channel = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -23,14 +23,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import ClusterConnectionError, ClusterError, DuplicateNode
 from ..version import __version__
 from . import identity, keys
-from .etcd import Etcd, KeyValue
+from .etcd import Etcd, KeyValue, WatchEvent
 from .identity import Decision, LeaseWatch, LocalProcesses, Run, Verdict
+from .watch import follow_prefix
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,38 @@ async def list_nodes(etcd: Etcd, namespace: str) -> list[NodeInfo]:
     kvs, _ = await etcd.get_prefix(prefix)
     nodes = [NodeInfo.decode(keys.name_of(prefix, kv.key), kv.value) for kv in kvs]
     return sorted(nodes, key=lambda n: n.name)
+
+
+Members = dict[str, frozenset[str]]  # live node name -> its labels
+
+
+async def follow_members(
+    etcd: Etcd, namespace: str, on_change: Callable[[Mapping[str, frozenset[str]]], Awaitable[None]]
+) -> None:
+    """Call `on_change` with the live members (name -> labels) at start and after every
+    join, death or departure. Runs forever. Placement with `replicas` is computed from
+    it: a node key goes when its lease expires, so a dead node drops out within the TTL."""
+    prefix = keys.nodes_prefix(namespace)
+    current: Members = {}
+
+    def labels_of(value: bytes) -> frozenset[str]:
+        return frozenset(NodeInfo.decode("", value).labels)
+
+    async def reset(state: dict[str, bytes]) -> None:
+        current.clear()
+        current.update({keys.name_of(prefix, key): labels_of(value) for key, value in state.items()})
+        await on_change(dict(current))
+
+    async def apply(events: list[WatchEvent]) -> None:
+        for event in events:
+            name = keys.name_of(prefix, event.key)
+            if event.value is None:
+                current.pop(name, None)
+            else:
+                current[name] = labels_of(event.value)
+        await on_change(dict(current))
+
+    await follow_prefix(etcd, prefix, reset, apply)
 
 
 class Membership:

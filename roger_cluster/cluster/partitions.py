@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, InvalidEntry, UnknownPartition
-from ..names import check_concurrency, check_label, check_node, check_partition, check_queue
+from ..names import (
+    check_concurrency,
+    check_label,
+    check_node,
+    check_partition,
+    check_queue,
+    check_replicas,
+)
 from . import keys
 from .etcd import Etcd, WatchEvent
 from .watch import follow_prefix
@@ -27,7 +34,9 @@ class PartitionSpec:
     """One partition as the map holds it.
 
     `nodes` and `labels` limit the nodes that consume it (empty: every node);
-    `draining` is set by `partition stop --drain` until every node is idle.
+    `replicas` picks that many of those nodes (None: all of them; see
+    `placement.py`); `draining` is set by `partition stop --drain` until every
+    node is idle.
     """
 
     name: str
@@ -40,9 +49,13 @@ class PartitionSpec:
     """Only nodes with all these labels consume it; empty: every node."""
     draining: bool = False
     """True while `stop_partition(drain=True)` waits for its running jobs."""
+    replicas: int | None = None
+    """Run on this many of the eligible live nodes, chosen by rendezvous hashing; None: all."""
 
     def __post_init__(self) -> None:
         check_partition(self.name)
+        if self.replicas is not None:
+            check_replicas(self.name, self.replicas)
         if not self.queues:
             raise ConfigError(f"partition {self.name!r} needs at least one queue")
         for queue, concurrency in self.queues.items():
@@ -61,6 +74,8 @@ class PartitionSpec:
             data["labels"] = list(self.labels)
         if self.draining:
             data["draining"] = True
+        if self.replicas is not None:
+            data["replicas"] = self.replicas
         return json.dumps(data, sort_keys=True).encode()
 
     @classmethod
@@ -77,7 +92,8 @@ class PartitionSpec:
             draining = data.get("draining", False)
             if not isinstance(draining, bool):
                 raise TypeError("draining is not true or false")
-            return cls(name=name, queues=queues, nodes=nodes, labels=labels, draining=draining)
+            replicas = data.get("replicas")  # absent in values written before --replicas: every node
+            return cls(name, queues, nodes, labels, draining, replicas)
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # ConfigError is a ValueError
             why = f"missing {e}" if isinstance(e, KeyError) else str(e)
             raise InvalidEntry(f"partition {name!r} in etcd is not valid: {why}") from e

@@ -25,8 +25,7 @@ from typing import Any
 
 from ..client import Client
 from ..cluster.partitions import PartitionSpec
-from ..errors import UnknownPartition
-from ..http import HttpError
+from ..errors import HttpError, UnknownPartition
 from ..names import check_concurrency, check_job_id, check_partition, check_queue, check_schedule
 
 Body = dict[str, object]

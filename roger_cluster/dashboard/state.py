@@ -27,7 +27,7 @@ from ..control import RunningJobs
 from ..errors import RogerError
 from ..management import QueueRates
 from ..overview import PartitionInfo, partition_info
-from ..placement import NodeProfile, runs_on
+from ..placement import chosen
 from ..schedule_admin import ScheduleInfo
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ async def snapshot(client: Client) -> Json:
     for job in running.jobs if running else ():
         jobs_by_node.setdefault(job.node, []).append(asdict(job))
     unreachable = {u.node: u.reason for u in running.unreachable} if running else {}
+    members = {n.name: frozenset(n.labels) for n in nodes}
+    runs = {s.name: chosen(s, members) for s in specs}  # with --replicas, K of the eligible
     return {
         "time": time.time(),
         "namespace": client.namespace,
@@ -64,7 +66,7 @@ async def snapshot(client: Client) -> Json:
             {
                 **asdict(n),
                 "labels": list(n.labels),
-                "partitions": [s.name for s in specs if runs_on(s, NodeProfile(n.name, frozenset(n.labels)))],
+                "partitions": [s.name for s in specs if n.name in runs[s.name]],
                 "running": jobs_by_node.get(n.name, [])[:MAX_JOBS_PER_NODE],
                 "running_count": len(jobs_by_node.get(n.name, [])) if running else None,
                 "unreachable": unreachable.get(n.name),
@@ -124,6 +126,8 @@ def _partition(spec: PartitionSpec, info: PartitionInfo | None, rates: dict[str,
         "draining": spec.draining,
         "nodes": list(spec.nodes),
         "labels": list(spec.labels),
+        "replicas": spec.replicas,
+        "placement": info.placement if info else None,
         "queues": rows,
     }
 

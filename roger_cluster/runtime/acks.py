@@ -43,6 +43,9 @@ class ChannelAcks:
         self._ackable: Delivery | None = None  # highest contiguous done delivery
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        # One flush at a time: a lone ack still being written when a later flush acks past
+        # it with multiple=True would reach RabbitMQ as an unknown tag (a channel error).
+        self._sending = asyncio.Lock()
 
     def track(self, message: Delivery) -> None:
         """A delivery arrived (call before anything can settle it)."""
@@ -80,15 +83,16 @@ class ChannelAcks:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        message, self._ackable = self._ackable, None
-        loose, self._loose = list(self._loose.values()), {}
-        acks = [(message, True)] if message is not None else []
-        for ack, multiple in acks + [(m, False) for m in loose]:
-            try:
-                await ack.ack(multiple=multiple)
-            except Exception as e:  # the channel went away: RabbitMQ redelivers them
-                log.warning("could not ack deliveries up to %s: %s", ack.delivery_tag, e)
-                return
+        async with self._sending:
+            message, self._ackable = self._ackable, None
+            loose, self._loose = list(self._loose.values()), {}
+            acks = [(message, True)] if message is not None else []
+            for ack, multiple in acks + [(m, False) for m in loose]:
+                try:
+                    await ack.ack(multiple=multiple)
+                except Exception as e:  # the channel went away: RabbitMQ redelivers them
+                    log.warning("could not ack deliveries up to %s: %s", ack.delivery_tag, e)
+                    return
 
 
 class Acker:

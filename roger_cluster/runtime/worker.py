@@ -19,14 +19,17 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import tracing
 from ..callbacks import Callbacks
 from ..cluster.cancellations import Cancellations, JobRef
 from ..errors import JobTimeout, UnknownJob
+from ..evidence import REASON as REASON_KEY
 from ..evidence import failure_headers, refusal_headers
 from ..job import Job, JobContext, JobRegistry
 from ..metrics import Metrics
 from ..retry import next_delay
 from .execution import DONE, Action, Execution, Outcome
+from .recorder import Recorder
 from .threads import Call, JobThreads, Raised
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ class Worker:
         self._threads = threads
         self.running: dict[JobRef, Running] = {}
         self.metrics: Metrics | None = None
+        self.history: Recorder | None = None  # the job history, if the node records it
 
     def stop_job(self, ref: JobRef, why: Stop) -> bool:
         """Ask a running job to stop; False if it does not run here."""
@@ -108,7 +112,9 @@ class Worker:
         if outcome is None:
             if self.metrics is not None:
                 self.metrics.started(ex.partition, ex.queue)
-            outcome = await self._perform(ex)
+            if self.history is not None:
+                self._record_started(self.history, ex)
+            outcome = await (self._perform_traced(ex) if tracing.ENABLED else self._perform(ex))
         await self._callbacks(ex, outcome)
         self.record(ex, outcome)
         return outcome
@@ -145,6 +151,26 @@ class Worker:
         return CANCELLED
 
     # -- perform
+
+    async def _perform_traced(self, ex: Execution) -> Outcome:
+        """`_perform` in a span, child of the trace context the message carries (`tracing.py`)."""
+        message = ex.message
+        assert message is not None
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": f"{ex.partition}-{ex.queue}",
+            "roger.job.class": message.job,
+            "roger.job.id": message.id,
+            "roger.partition": ex.partition,
+            "roger.queue": ex.queue,
+            "roger.job.attempt": message.retry_count + 1,
+            "roger.node": self.node,
+        }
+        headers = ex.delivery.amqp_properties.headers
+        with tracing.job_span(headers, f"perform {message.job}", attributes) as span:
+            outcome = await self._perform(ex)
+            tracing.ended(span, outcome.ending, outcome.error)
+        return outcome
 
     async def _perform(self, ex: Execution) -> Outcome:
         job = ex.job
@@ -309,7 +335,10 @@ class Worker:
                 await self.callbacks.fire("on_buried", job, outcome.error)
 
     def record(self, ex: Execution, outcome: Outcome) -> None:
-        """Count how the execution ended in the node's metrics (if it serves them)."""
+        """Count how the execution ended in the node's metrics (if it serves them), and
+        record it in the job history (if the node keeps it)."""
+        if self.history is not None:
+            self._record_ended(self.history, ex, outcome)
         if self.metrics is None:
             return
         partition, queue, ending = ex.partition, ex.queue, outcome.ending
@@ -322,6 +351,36 @@ class Worker:
             self.metrics.ended(partition, queue, ending)
         else:
             self.metrics.ended(partition, queue, ending, seconds)
+
+    @staticmethod
+    def _record_started(history: Recorder, ex: Execution) -> None:
+        message = ex.message
+        assert message is not None
+        history.add(
+            (time.time(), "started", message.id, message.job, ex.partition, ex.queue,
+             message.retry_count + 1, None, message.enqueued_at, None, None, None, None)
+        )  # fmt: skip
+
+    @staticmethod
+    def _record_ended(history: Recorder, ex: Execution, outcome: Outcome) -> None:
+        message, kind = ex.message, outcome.ending
+        if message is None or kind not in HISTORY_KINDS:
+            return  # not a job (its refusal is in the buried queue's evidence), or not an ending
+        duration = time.monotonic() - ex.started if ex.started else None
+        etype = emsg = tb = None
+        if outcome.error is not None:
+            etype, emsg, tb = history.error_fields(outcome.error)
+        elif kind == "refused":
+            etype, emsg = "Refused", str(outcome.headers.get(REASON_KEY, ""))
+        delay = outcome.delay if kind == "retried" else None
+        history.add(
+            (time.time(), kind, message.id, message.job, ex.partition, ex.queue, message.retry_count + 1,
+             duration, message.enqueued_at, etype, emsg, tb, delay)
+        )  # fmt: skip
+
+
+# The endings the job history records (a parked job or a tick's duplicate is no transition).
+HISTORY_KINDS = frozenset({"succeeded", "retried", "buried", "cancelled", "requeued", "refused"})
 
 
 def refused(reason: str, node: str) -> Outcome:

@@ -64,9 +64,10 @@ def ledger(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def roger_management(roger_rabbitmq: RabbitEndpoint) -> Management:
-    """The management API of the session's RabbitMQ."""
-    return Management(roger_rabbitmq.management_url)
+async def roger_management(roger_rabbitmq: RabbitEndpoint) -> AsyncIterator[Management]:
+    """The management API of the session's RabbitMQ (its connections closed after the test)."""
+    async with Management(roger_rabbitmq.management_url) as management:
+        yield management
 
 
 @pytest.fixture

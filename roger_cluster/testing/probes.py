@@ -13,7 +13,8 @@ import json
 import socket
 import urllib.request
 
-from ..management import Management, ManagementError
+from ..errors import ConfigError
+from ..management import Management
 
 __all__ = [
     "amqp_is_ready",
@@ -58,12 +59,21 @@ def etcd_is_healthy(host: str, port: int, timeout: float = 1.0) -> bool:
     return isinstance(body, dict) and body.get("health") == "true"
 
 
-def management_is_ready(url: str) -> bool:
-    """Whether the management API at `url` (credentials in it) answers its overview."""
+def management_is_ready(url: str, timeout: float = 1.0) -> bool:
+    """Whether the management API at `url` (credentials in it) answers its overview.
+
+    Blocking, on urllib: it runs where no event loop may be (`processes.wait_until`).
+    """
     try:
-        return "node" in Management(url, timeout=1.0).overview_blocking()
-    except ManagementError:
+        api = Management(url)  # parses the URL and its credentials; no I/O, no session
+        request = urllib.request.Request(
+            api.base_url + "/api/overview", headers={"Authorization": api.authorization}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            body = json.loads(reply.read())
+    except (OSError, ValueError, ConfigError):  # refused, 401/503 while booting, garbage
         return False
+    return isinstance(body, dict) and "node" in body
 
 
 def rabbitmq_is_ready(host: str, amqp_port: int, management_url: str) -> bool:

@@ -88,6 +88,9 @@ async def test_the_suite_counts_every_job_and_leaves_no_queue_or_process(
         "SyncClient.enqueue from 8 threads, confirms (quorum)",
         "  beside enqueue_many, window 1000 (quorum)",
         "  / enqueue_many",
+        "  beside Client.enqueue from 8 tasks (quorum)",
+        "  beside bare aio-pika, 8 in flight (quorum)",
+        "  / Client.enqueue from 8 tasks",
     ):
         assert ours[figure]["value"] > 0, figure
     assert ours["delayed job: due -> perform starts, p50"]["note"].endswith("one every 50 ms")

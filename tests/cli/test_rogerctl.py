@@ -87,6 +87,7 @@ async def test_start_list_show_enqueue_in_json(
             "draining": False,
             "nodes": [],
             "labels": [],
+            "replicas": None,
             "paused": [],
         }
     ]

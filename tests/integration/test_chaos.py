@@ -190,7 +190,8 @@ async def test_no_confirmed_job_is_lost_through_node_broker_and_etcd_faults(
             chaos = Chaos(
                 client, factory, private_rabbitmq, private_etcd, roger_partition, tmp_path / "ledger", 400
             )
-            report = await run_chaos(chaos, Management(rabbit.management_url))
+            async with Management(rabbit.management_url) as management:
+                report = await run_chaos(chaos, management)
     finally:
         factory.cleanup()
     print(report.text())
@@ -219,8 +220,8 @@ def main() -> int:
             factory = NodeFactory(endpoint.amqp_url, etcd.endpoint.endpoints, "soak", workdir)
             async with Client(endpoint.amqp_url, etcd.endpoint.endpoints, "soak") as client:
                 chaos = Chaos(client, factory, rabbit, etcd, "soak", workdir / "ledger", args.rate)
-                management = Management(endpoint.management_url)
-                return await run_chaos(chaos, management, args.rounds, args.jobs)
+                async with Management(endpoint.management_url) as management:
+                    return await run_chaos(chaos, management, args.rounds, args.jobs)
         finally:
             if factory is not None:
                 factory.cleanup()

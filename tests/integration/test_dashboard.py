@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Dialog, Page, async_playwright
 
@@ -94,10 +95,19 @@ async def call(
     return await asyncio.to_thread(http, server, method, path, body, headers)
 
 
-def fetch_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def fetch_text(url: str, **headers: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
         text: str = response.read().decode()
         return text
+
+
+def status_of(url: str, **headers: str) -> int:
+    try:
+        fetch_text(url, **headers)
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
+    return 200
 
 
 def save_screenshot(shot: bytes, tmp_path: Path) -> None:
@@ -244,6 +254,37 @@ async def test_start_retry_buried_and_stop_from_the_page(
     assert await roger_client.partitions() == []
 
 
+async def test_with_a_token_the_browser_signs_in_and_its_actions_carry_the_csrf_token(
+    roger_client: Client, roger_partition: str, page: Page
+) -> None:
+    token = "browser-" + "t" * 20
+    async with DashboardServer(roger_client, "127.0.0.1", 0, token=token) as server:
+        await page.goto(server.url)
+        await page.fill('input[name="token"]', "not-the-token-at-all")
+        await page.click('form button[type="submit"]')
+        await page.wait_for_selector("text=wrong token")
+        await page.fill('input[name="token"]', token)
+        await page.click('form button[type="submit"]')
+        await page.wait_for_selector("#start-form")  # signed in: the dashboard itself
+        page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await page.fill("#start-name", roger_partition)
+        await page.fill("#start-queues", "default=1")
+        await page.click("#start-form button")
+        await page.wait_for_selector(f'tr.queue[data-partition="{roger_partition}"]')
+        assert [s.name for s in await roger_client.partitions()] == [roger_partition]
+        # The same action from the same browser session, without the page's CSRF token: refused.
+        refused = await page.evaluate(
+            """async (p) => (await fetch("/api/actions/stop_partition", {
+                method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({partition: p}),
+            })).status""",
+            roger_partition,
+        )
+        assert refused == 403
+        assert [s.name for s in await roger_client.partitions()] == [roger_partition]
+
+
 async def test_actions_with_bad_input_get_a_json_error_and_change_nothing(
     roger_client: Client, roger_partition: str, dashboard: DashboardServer
 ) -> None:
@@ -348,6 +389,15 @@ async def test_the_state_endpoint_shows_nodes_partitions_queues_and_rates(
     await roger_client.enqueue_many([jobs.Record.create({"ledger": "/dev/null"}) for _ in range(4)], p)
     await eventually(lambda: queue_now_is(queue_now, ready=4, unacked=0), timeout=15)
 
+    # The event stream pushes the same state.
+    async with aiohttp.ClientSession() as http, http.get(dashboard.url + "api/events") as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                pushed = json.loads(line.removeprefix(b"data: "))
+                break
+    assert pushed["namespace"] == roger_client.namespace and pushed["partitions"][0]["name"] == p
+
     # Rates are the console's: messages per second between the management API's
     # last two samples, so they show a steady stream, not a one-off burst.
     async def published() -> bool:
@@ -398,6 +448,31 @@ async def test_rogerctl_dashboard_serves_until_sigterm_then_exits_0(node_factory
         page = await asyncio.to_thread(fetch_text, url + "/")
         assert "<title>roger_cluster dashboard</title>" in page
         assert json.loads(await asyncio.to_thread(fetch_text, url + "/api/state"))["nodes"] == []
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await asyncio.wait_for(process.wait(), 10)
+
+
+async def test_rogerctl_dashboard_with_a_token_file_wants_the_token(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    token = "s3cret-" + "x" * 20
+    (tmp_path / "token").write_text(token + "\n")
+    process = await start_rogerctl(
+        node_factory, "dashboard", "--port", "0", "--token-file", str(tmp_path / "token")
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert "token required" in line, line
+        url = line.split()[2].rstrip("/")
+        assert await asyncio.to_thread(status_of, url + "/api/state") == 401
+        assert await asyncio.to_thread(status_of, url + "/", Authorization="Bearer wrong") == 401
+        state = await asyncio.to_thread(fetch_text, url + "/api/state", Authorization=f"Bearer {token}")
+        assert json.loads(state)["nodes"] == []
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:

@@ -72,7 +72,8 @@ async def test_partition_show_lists_each_node_once_after_a_queue_was_deleted(
 
     # The management API reads a stats interval (5 s) late; a stale record would stay.
     await eventually(shown, timeout=20, interval=1.0)
-    [line] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+    [line, placement] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+    assert placement.startswith("placement: every live node")
     assert line.split()[-1] == ",".join(n.name for n in nodes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -43,8 +44,8 @@ async def test_a_watch_from_a_compacted_revision_says_so(private_etcd: EtcdServe
         latest = await etcd.put("c/x", b"2")
         await etcd.compact(latest)
         with pytest.raises(Compacted):
-            async for _ in etcd.watch_prefix("c/", first):
-                pytest.fail("a compacted watch delivered events")
+            async for batch in etcd.watch_prefix("c/", first):
+                assert not batch.events, "a compacted watch delivered events"
 
 
 async def test_a_broken_watch_raises_a_connection_error(private_etcd: EtcdServer) -> None:
@@ -59,3 +60,50 @@ async def test_a_broken_watch_raises_a_connection_error(private_etcd: EtcdServer
         private_etcd.stop()
         with pytest.raises(ClusterConnectionError):
             await asyncio.wait_for(task, 30)
+
+
+FORK_SCRIPT = """
+import asyncio, os, sys
+from roger_cluster import Client
+
+async def used() -> Client:
+    client = Client(etcd=sys.argv[1], namespace=sys.argv[2])
+    await client.nodes()
+    return client  # not closed: its etcd channel stays open
+
+parent = asyncio.run(used())
+pid = os.fork()
+if pid == 0:
+    async def child() -> None:
+        client = Client(etcd=sys.argv[1], namespace=sys.argv[2])
+        await asyncio.wait_for(client.nodes(), 10)
+
+    try:
+        asyncio.run(child())
+        print("child: answered")
+    except Exception as e:
+        print("child:", type(e).__name__, e)
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+async def test_a_child_forked_with_an_open_etcd_channel_fails_fast_naming_the_fix(
+    roger_etcd_endpoints: str, roger_namespace: str
+) -> None:
+    # A fresh interpreter: the fork must not inherit the test process's own gRPC state.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        FORK_SCRIPT,
+        roger_etcd_endpoints,
+        roger_namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    line = out.decode().strip()
+    # Before the check, the child's call hung until its 10 s bound (TimeoutError).
+    assert line.startswith("child: ClusterConnectionError"), line
+    assert "close the Client before forking" in line and "SyncClient" in line

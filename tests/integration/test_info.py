@@ -252,6 +252,7 @@ async def test_a_node_answers_again_after_a_rabbitmq_restart(
             assert queue is not None and queue.exclusive and not queue.durable
     finally:
         factory.cleanup()
+        await management.close()
 
 
 async def test_overview_reads_every_partition_in_a_few_requests_and_agrees_with_partition_show(

@@ -186,7 +186,8 @@ async def test_partition_show_says_paused_and_names_the_nodes_that_consume_it_on
     await eventually(lambda: consumers(roger_client, queue_name(p, "default"), 0), timeout=15)
 
     def shown() -> bool:
-        [row] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+        [row, placement] = rogerctl(node_factory, "partition", "show", p).stdout.splitlines()[1:]
+        assert placement == "placement: every eligible node (2 of 3 live): gpu1, gpu2"
         # The console keeps a cancelled consumer's record for a stats interval or two.
         assert row.split()[3:] == ["yes", "0", "0", "0", "0", "paused", "(gpu1,gpu2", "on", "resume)"], row
         return True

@@ -105,6 +105,7 @@ async def test_a_node_restores_its_consumers_and_prefetch_after_a_rabbitmq_resta
             assert json.loads(ledger.read_text().splitlines()[0])["id"] == job.id
     finally:
         factory.cleanup()
+        await management.close()
 
 
 async def _equal(actual: object, expected: object) -> bool:

@@ -181,21 +181,24 @@ async def test_of_two_copies_of_a_tick_only_the_one_its_record_names_runs(
     assert await metric(port, "roger_schedule_duplicates_total", "beat") == 2
 
 
-@pytest.mark.parametrize("catch_up", ["none", "latest", "all"])
+POLICIES = ("none", "latest", "all")
+
+
 async def test_ticks_missed_while_the_whole_cluster_was_down_follow_the_catch_up_policy(
     node_factory: NodeFactory,
     roger_client: Client,
     roger_management: Management,
     roger_partition: str,
     ledger: Path,
-    catch_up: str,
 ) -> None:
+    """One schedule per policy on the one cluster, down and up together."""
     [node] = await start_consuming(
         node_factory, roger_client, roger_management, roger_partition, {"default": 4}, jobs="tests.jobs"
     )
-    beat = Schedule("beat", roger_partition, TICKED, {"ledger": str(ledger)}, every=1, catch_up=catch_up)
-    await roger_client.put_schedule(beat)
-    await eventually(lambda: len(ticks_run(ledger)) >= 2, timeout=15)
+    for policy in POLICIES:
+        beat = Schedule(policy, roger_partition, TICKED, {"ledger": str(ledger)}, every=1, catch_up=policy)
+        await roger_client.put_schedule(beat)
+    await eventually(lambda: all(len(ticks_run(ledger, p)) >= 2 for p in POLICIES), timeout=15)
     node.kill()
     down = time.time()
     # Down longer than the lag a running cluster may have (schedules.LAG): ticks are missed.
@@ -203,20 +206,21 @@ async def test_ticks_missed_while_the_whole_cluster_was_down_follow_the_catch_up
     up = time.time()
     (port,) = free_ports(1)
     await node_factory.start(jobs="tests.jobs", ROGER_HTTP=f"127.0.0.1:{port}")
-    await eventually(lambda: max(ticks_run(ledger)) >= up + 4, timeout=20)
-    run = ticks_run(ledger)
-    assert all(n == 1 for n in run.values()), run
+    await eventually(lambda: all(max(ticks_run(ledger, p)) >= up + 4 for p in POLICIES), timeout=20)
     gap = range(math.ceil(down) + 1, math.floor(up))
-    state = await roger_client.get_schedule("beat")
-    fired = await metric(port, "roger_schedule_firings_total", "beat")
-    misfired = await metric(port, "roger_schedule_misfires_total", "beat")
-    assert fired >= 4
-    if catch_up == "all":
-        assert [t for t in gap if run[t] != 1] == []
-        assert misfired == 0
-    else:
-        assert [t for t in gap if run[t]] == []
-        assert state.misfired >= len(gap) and misfired >= len(gap)
+    for policy in POLICIES:
+        run = ticks_run(ledger, policy)
+        assert all(n == 1 for n in run.values()), (policy, run)
+        state = await roger_client.get_schedule(policy)
+        fired = await metric(port, "roger_schedule_firings_total", policy)
+        misfired = await metric(port, "roger_schedule_misfires_total", policy)
+        assert fired >= 4, policy
+        if policy == "all":
+            assert [t for t in gap if run[t] != 1] == []
+            assert misfired == 0
+        else:
+            assert [t for t in gap if run[t]] == [], policy
+            assert state.misfired >= len(gap) and misfired >= len(gap), policy
 
 
 async def test_a_buried_tick_job_put_back_by_an_operator_runs_with_its_tick(

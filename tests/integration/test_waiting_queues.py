@@ -31,7 +31,14 @@ async def test_the_waiting_queues_of_a_thousand_idle_keys_are_deleted_and_come_b
     await roger_client.start_partition(p, {"default": 20})
     batch = [jobs.Serial.create({"ledger": str(ledger), "key": f"s{i}"}) for i in range(KEYS)]
     await roger_client.enqueue_many(batch, p)
-    await eventually(lambda: all(ended(ledger)[j.id] == 1 for j in batch), timeout=240, interval=0.5)
+
+    def all_ran_once() -> bool:  # on a timeout, says which keys are behind
+        seen = ended(ledger)
+        behind = [(j.args["key"], seen[j.id]) for j in batch if seen[j.id] != 1]
+        assert not behind, f"{len(behind)} jobs not ended exactly once, (key, ends): {behind[:10]}"
+        return True
+
+    await eventually(all_ran_once, timeout=240, interval=0.5)
 
     async def waiting_queues() -> list[str]:
         return [q.name for q in await roger_management.queues() if q.name.startswith(waiting_prefix)]

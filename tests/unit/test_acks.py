@@ -3,6 +3,7 @@ holds a finished one back behind it (consumers share channels)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from roger_cluster.runtime.acks import Acker, ChannelAcks
@@ -88,3 +89,42 @@ async def test_consumers_sharing_a_channel_never_ack_each_others_running_deliver
     await fast.ack(tags[4])  # type: ignore[arg-type]
     await fast.flush()
     assert Delivery.sent[3:] == [(-4, False), (5, True)]
+
+
+class SlowSingleAck(Delivery):
+    """An ack whose write takes a while when it is a single one (the loop runs meanwhile)."""
+
+    async def ack(self, multiple: bool = False) -> None:
+        await asyncio.sleep(0 if multiple else 0.01)
+        await super().ack(multiple)
+
+
+def broker_view(sent: list[tuple[int, bool]], tags: int) -> list[int]:
+    """Replays acks as RabbitMQ does: the tags it would refuse (unknown or already acked,
+    a channel error that requeues every unacked delivery of the channel)."""
+    outstanding, refused = set(range(1, tags + 1)), []
+    for tag, multiple in sent:
+        if tag not in outstanding:
+            refused.append(tag)
+        outstanding -= {t for t in outstanding if t <= tag} if multiple else {tag}
+    return refused
+
+
+async def test_overlapping_flushes_never_ack_a_tag_twice() -> None:
+    """A lone ack still being written when a later flush acks past it with multiple=True
+    would be an unknown tag to RabbitMQ: the channel closes and its jobs run again."""
+    Delivery.sent = []
+    channel = ChannelAcks(delay=10)  # flushed by hand here
+    acker = Acker(max_batch=100, channel=channel)
+    d = [SlowSingleAck(tag) for tag in range(1, 5)]
+    for delivery in d:
+        acker.track(delivery)  # type: ignore[arg-type]
+    await acker.ack(d[1])  # type: ignore[arg-type]  # done behind tag 1: a lone ack
+    first = asyncio.ensure_future(acker.flush())
+    await asyncio.sleep(0)  # the lone ack of tag 2 is on its way
+    await acker.ack(d[0])  # type: ignore[arg-type]
+    await acker.ack(d[2])  # type: ignore[arg-type]  # 1..3 done: a multiple ack up to 3
+    await acker.flush()
+    await first
+    assert broker_view(Delivery.sent, 4) == [], Delivery.sent
+    assert sorted(Delivery.sent) == [(2, False), (3, True)]

@@ -2,6 +2,7 @@
 
 - Only `roger_cluster/broker/` imports aio_pika / aiormq / pamqp (the AMQP libraries).
 - Only `roger_cluster/cluster/` imports aetcd / grpc (the etcd client).
+- Only the HTTP modules (`web.py`, `health.py`, `management.py`, `dashboard/`) import aiohttp.
 - `client.py`, `sync_client.py`, `environment.py` and `config.py` import nothing of `roger_cluster.runtime`.
 - Nothing inside the package imports a name from the package `__init__` (it
   imports the client and the node: a module below them reading `__version__`
@@ -76,6 +77,19 @@ def test_each_client_library_is_imported_by_its_own_part_of_the_package_only() -
         for name, path in modules()
         for line, module, _ in imports(name, path)
         if (owner := CONTAINED.get(module.split(".")[0])) is not None and where(name) != owner
+    ]
+    assert wrong == []
+
+
+HTTP_PARTS = {"web", "health", "management", "dashboard"}
+
+
+def test_aiohttp_is_imported_by_the_http_modules_only() -> None:
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}"
+        for name, path in modules()
+        for line, module, _ in imports(name, path)
+        if module.split(".")[0] in ("aiohttp", "yarl") and where(name) not in HTTP_PARTS
     ]
     assert wrong == []
 
