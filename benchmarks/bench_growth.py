@@ -12,9 +12,11 @@ up to 64 puts): `Client.start_partition`'s order, declares first. It measures:
 - resources: per node AMQP connections, channels and consumers (management API); etcd watchers and
   watch streams (etcd /metrics), keys and leases of the namespace; broker and etcd memory.
 
-Cases: N in --sizes on each of --clusters node counts, and --nodes node counts with
---scale-partitions partitions. etcd is a private server; RabbitMQ is --amqp-url if its management
-API answers, else a private broker started here (the API is how the console's figures are read).
+Cases: N in --sizes on each of --clusters node counts, --nodes node counts with
+--scale-partitions partitions, and --big partitions on one node (2,500 = 5,000 queues, past the
+1,020 partitions a node could consume when it held a channel per queue; not in --quick).
+etcd is a private server; RabbitMQ is --amqp-url if its management API answers, else a private
+broker started here (the API is how the console's figures are read).
 Every queue made is deleted, every process killed, every wait bounded, even after an error.
 
 `--json` prints a list of {"section": "growth", "figure", "value", "unit"} rows on stdout;
@@ -73,10 +75,12 @@ class Options:
     management_url: str | None
     private_rabbitmq: bool
     queue_type: str
+    big_queue_type: str
     sizes: tuple[int, ...]
     clusters: tuple[int, ...]
     nodes: tuple[int, ...]
     scale_partitions: int
+    big: int
     one_more: int
     json: bool
 
@@ -113,6 +117,7 @@ class Case:
 
     nodes: int
     partitions: int
+    queue_type: str = ""  # when not --queue-type (the --big case)
     converge_s: float = 0.0
     rss_before_mib: list[float] = field(default_factory=list)
     rss_after_mib: list[float] = field(default_factory=list)
@@ -229,9 +234,11 @@ class Bench:
     created: list[str] = field(default_factory=list)  # partitions whose queues to delete
     factories: list[NodeFactory] = field(default_factory=list)
     cases: dict[tuple[int, int], Case] = field(default_factory=dict)
+    big_cases: dict[tuple[int, int], Case] = field(default_factory=dict)  # of --big-queue-type
+    declarer: Broker | None = None  # the broker of the case running (another queue type)
 
-    def factory(self, namespace: str) -> NodeFactory:
-        env = {"ROGER_QUEUE_TYPE": self.args.queue_type, "ROGER_LOG_LEVEL": "info"}
+    def factory(self, namespace: str, queue_type: str) -> NodeFactory:
+        env = {"ROGER_QUEUE_TYPE": queue_type, "ROGER_LOG_LEVEL": "info"}
         folder = self.workdir / namespace
         folder.mkdir()
         made = NodeFactory(
@@ -253,7 +260,8 @@ class Bench:
         started = time.perf_counter()
         for start in range(0, len(names), DECLARES_AT_ONCE):
             chunk = names[start : start + DECLARES_AT_ONCE]
-            await asyncio.gather(*(self.broker.declare(n, q) for n in chunk for q in QUEUES))
+            broker = self.declarer or self.broker
+            await asyncio.gather(*(broker.declare(n, q) for n in chunk for q in QUEUES))
         return time.perf_counter() - started
 
     async def put(self, namespace: str, names: list[str]) -> None:
@@ -299,18 +307,30 @@ class Bench:
             ),
         )
 
-    async def case(self, nodes: int, partitions: int) -> Case:
-        """Measure one case (once: the sections share cases)."""
-        if (nodes, partitions) not in self.cases:
-            say(f"case: {partitions} partitions x {len(QUEUES)} queues on {nodes} node(s)")
-            self.cases[nodes, partitions] = await self._run_case(nodes, partitions)
-            say(f"  {describe(self.cases[nodes, partitions])}")
-        return self.cases[nodes, partitions]
+    async def case(self, nodes: int, partitions: int, queue_type: str | None = None) -> Case:
+        """Measure one case (once: the sections share cases); of --queue-type unless given."""
+        if queue_type is None or queue_type == self.args.queue_type:
+            cases, queue_type = self.cases, self.args.queue_type
+        else:
+            cases = self.big_cases
+        if (nodes, partitions) not in cases:
+            say(f"case: {partitions} partitions x {len(QUEUES)} {queue_type} queues on {nodes} node(s)")
+            if queue_type != self.args.queue_type:
+                self.declarer = Broker(AmqpConfig(url=self.amqp_url, queue_type=queue_type))
+                await self.declarer.connect()
+            try:
+                cases[nodes, partitions] = await self._run_case(nodes, partitions, queue_type)
+            finally:
+                if self.declarer is not None:
+                    await self.declarer.close()
+                    self.declarer = None
+            say(f"  {describe(cases[nodes, partitions])}")
+        return cases[nodes, partitions]
 
-    async def _run_case(self, count: int, partitions: int) -> Case:
-        namespace = f"{self.tag}k{count}n{partitions}"
-        factory = self.factory(namespace)
-        result = Case(count, partitions)
+    async def _run_case(self, count: int, partitions: int, queue_type: str) -> Case:
+        namespace = f"{self.tag}k{count}n{partitions}{queue_type[0]}"
+        factory = self.factory(namespace, queue_type)
+        result = Case(count, partitions, "" if queue_type == self.args.queue_type else queue_type)
         try:
             memory_before = await self.broker_memory()
             nodes = await bounded(
@@ -414,7 +434,8 @@ def describe(c: Case) -> str:
 
 
 def case_rows(c: Case) -> Iterator[Row]:
-    where = f"{c.partitions} partitions, {c.nodes} node{'s' if c.nodes > 1 else ''}"
+    kind = f"{c.queue_type} " if c.queue_type else ""
+    where = f"{c.partitions} {kind}partitions, {c.nodes} node{'s' if c.nodes > 1 else ''}"
     k = c.nodes
     yield Row(f"declaring the queues before the puts (client), {where}", c.declare_s, "s")
     yield Row(f"convergence, {where}", c.converge_s, "s")
@@ -457,7 +478,8 @@ def slopes(cases: dict[tuple[int, int], Case]) -> Iterator[Row]:
         added = large.partitions - small.partitions
         if added <= 0:
             continue
-        span = f"{small.partitions} to {large.partitions} partitions, {k} node{'s' if k > 1 else ''}"
+        kind = f"{large.queue_type} " if large.queue_type else ""
+        span = f"{small.partitions} to {large.partitions} {kind}partitions, {k} node{'s' if k > 1 else ''}"
         node_kib = (statistics.mean(large.rss_after_mib) - statistics.mean(small.rss_after_mib)) * 1024
         yield Row(f"node RSS per partition ({span})", node_kib / added, "KiB")
         yield Row(
@@ -496,6 +518,14 @@ async def run_cases(bench: Bench) -> list[Row]:
     rows.extend(
         slopes({key: c for key, c in bench.cases.items() if key[0] in args.clusters and key[1] in args.sizes})
     )
+    if args.big:
+        # Its own small case, of its queue type, for the per-partition slopes.
+        small = await bench.case(1, min(args.sizes), args.big_queue_type)
+        big = await bench.case(1, args.big, args.big_queue_type)
+        if small.queue_type:
+            rows.extend(case_rows(small))
+        rows.extend(case_rows(big))
+        rows.extend(slopes({(1, small.partitions): small, (1, args.big): big}))
     return rows
 
 
@@ -588,6 +618,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--nodes", type=_ints, help="node counts at --scale-partitions (default 1,2,4,8; quick 1,2)"
     )
     p.add_argument("--scale-partitions", type=int, help="partitions for --nodes (default 100; quick 20)")
+    p.add_argument(
+        "--big", type=int, help="partitions on 1 node, a case of its own (default 2500; quick none; 0: none)"
+    )
+    p.add_argument(
+        "--big-queue-type",
+        choices=("quorum", "classic"),
+        default="classic",
+        help="queues of the --big case (classic: RabbitMQ 3.10 on 2 vCPUs stops taking connections"
+        " under 10,000 quorum queues; see docs/scale.md)",
+    )
     p.add_argument("--one-more", type=int, default=5, help="one-more-partition starts timed per case")
     p.add_argument("--quick", action="store_true", help="a small run (about 1.5 minutes)")
     p.add_argument("--json", action="store_true", help="print JSON rows on stdout; progress on stderr")
@@ -598,10 +638,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         management_url=a.management_url,
         private_rabbitmq=a.private_rabbitmq,
         queue_type=a.queue_type,
+        big_queue_type=a.big_queue_type,
         sizes=a.sizes or ((10, 50) if quick else (10, 100, 1000)),
         clusters=a.clusters or ((1, 2) if quick else (1, 3)),
         nodes=a.nodes or ((1, 2) if quick else (1, 2, 4, 8)),
         scale_partitions=a.scale_partitions or (20 if quick else 100),
+        big=(0 if quick else 2500) if a.big is None else a.big,
         one_more=min(a.one_more, 3) if quick else a.one_more,
         json=a.json,
     )

@@ -181,10 +181,7 @@ class Connection:
         if self.open_channels() >= CHANNEL_MAX:
             raise BrokerError(
                 f"{self.open_channels()} channels are open on this connection, RabbitMQ's limit"
-                f" (channel_max {CHANNEL_MAX}): one more would close the connection. A node consumes"
-                " each queue on a channel of its own: limit partitions to some of the nodes"
-                f" (labels, nodes) so that no node consumes more than about"
-                f" {CHANNEL_MAX - DECLARE_CHANNELS - 3} queues"
+                f" (channel_max {CHANNEL_MAX}): one more would close the connection"
             )
         try:
             channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)

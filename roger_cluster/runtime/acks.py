@@ -137,9 +137,10 @@ class Acker:
         consumer leaves a channel that others keep); their jobs' acks are dropped then."""
         mine, self._mine = self._mine, {}
         for message in mine.values():
-            self.channel.settled(message)
+            # The nack first: a multiple ack past its tag, sent before it, would ack it.
             with contextlib.suppress(BrokerError):
                 await message.give_back()
+            self.channel.settled(message)
         return len(mine)
 
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..broker import Broker, Consumer, OnDelivery
-from ..errors import BrokerConnectionError
+from ..errors import BrokerConnectionError, BrokerError
 from .acks import ChannelAcks
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,12 @@ CONSUMERS_PER_CHANNEL = 8
 # queues a connection; the publish, declare, control and key channels of the
 # node's first connection fit beside them.
 CHANNELS_PER_CONNECTION = 256
+
+# After a connection for consumers could not be opened, the takes that need one fail at
+# once for this long, rather than each waiting out its own connect timeout in turn.
+CONNECT_BACKOFF = 2.0
+# Channels opened at once when consumers wait for them (a node converging thousands of queues).
+OPEN_AT_ONCE = 32
 
 OnClosed = Callable[[BaseException | None], None]
 
@@ -127,8 +134,10 @@ class ConsumerChannels:
         self._spare: dict[SharedChannel, None] = {}  # open, with room for a consumer
         self._lock = asyncio.Lock()
         self._opened = 0
+        self._waiting = 0  # takes waiting for the lock
         self._on_lost: Callable[[], None] | None = None
         self._closing = False
+        self._refused: tuple[float, BrokerError] | None = None  # the last failed connect, and when
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         """Call `callback` when a connection opened for consumers drops (its channels'
@@ -141,20 +150,30 @@ class ConsumerChannels:
 
     async def take(self, member: object, on_closed: OnClosed) -> SharedChannel:
         """A channel with room for `member`, which hears `on_closed(error)` if it closes."""
-        async with self._lock:
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
             while self._spare:
                 shared = next(iter(self._spare))
                 if shared.is_open:
                     break
                 self._drop(shared)
             else:
-                shared = await self._open()
+                # Open at once the channels the consumers waiting behind this one need:
+                # one after the other, 625 channel opens held a converging node back.
+                shared = await self._open(1 + self._waiting // self.per_channel)
             shared.members[member] = on_closed
             if len(shared.members) >= self.per_channel:
                 self._spare.pop(shared, None)
             return shared
+        finally:
+            self._lock.release()
 
-    async def _open(self) -> SharedChannel:
+    async def _open(self, count: int) -> SharedChannel:
+        """Open up to `count` channels at once on a connection with room; the first of them."""
         for broker in self.connections:
             for dead in [c for c in self._channels[broker] if not c.is_open]:
                 self._drop(dead)
@@ -163,21 +182,29 @@ class ConsumerChannels:
                     continue  # the node's own: the node reconnects it
                 for shared in list(self._channels[broker]):
                     self._drop(shared)
-                await broker.connect()
+                await self._guarded(broker.connect())
             if len(self._channels[broker]) < self.per_connection:
                 break
         else:
             broker = await self._connect()
-        self._opened += 1
-        shared = SharedChannel(broker, self._opened)
-        try:
-            await shared.channel.open()
-        except BaseException:
-            await shared.channel.close()
-            raise
-        self._channels[broker][shared] = None
-        self._spare[shared] = None
-        return shared
+        count = max(1, min(count, OPEN_AT_ONCE, self.per_connection - len(self._channels[broker])))
+        made = []
+        for _ in range(count):
+            self._opened += 1
+            made.append(SharedChannel(broker, self._opened))
+        results = await asyncio.gather(*(m.channel.open() for m in made), return_exceptions=True)
+        opened = [m for m, result in zip(made, results, strict=True) if result is None]
+        for shared, result in zip(made, results, strict=True):
+            if result is not None:
+                await shared.channel.close()
+        if not opened:
+            error = results[0]
+            assert isinstance(error, BaseException)
+            raise error
+        for shared in opened:
+            self._channels[broker][shared] = None
+            self._spare[shared] = None
+        return opened[0]
 
     async def _connect(self) -> Broker:
         """One more connection, to the broker of the node's and with its name (the
@@ -185,11 +212,23 @@ class ConsumerChannels:
         first = self.connections[0]
         broker = Broker(first.config, first.connection_name)
         broker.on_connection_lost(lambda error: self._connection_lost(broker, error))
-        await broker.connect()
+        await self._guarded(broker.connect())
         self.connections.append(broker)
         self._channels[broker] = {}
         log.info("opened connection %d to RabbitMQ for consumers", len(self.connections))
         return broker
+
+    async def _guarded(self, connecting: Coroutine[Any, Any, None]) -> None:
+        """Connect, unless a connect failed less than CONNECT_BACKOFF ago: then fail as it did."""
+        if self._refused is not None and time.monotonic() < self._refused[0] + CONNECT_BACKOFF:
+            connecting.close()
+            raise BrokerConnectionError(str(self._refused[1]))
+        try:
+            await connecting
+        except BrokerError as e:
+            self._refused = (time.monotonic(), e)
+            raise
+        self._refused = None
 
     def _drop(self, shared: SharedChannel) -> None:
         """Forget a channel: it takes no more consumers (those on it leave it one by one)."""

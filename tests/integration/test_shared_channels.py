@@ -30,6 +30,14 @@ from roger_cluster.testing.servers import RabbitServer
 from tests import jobs
 
 
+async def _close(management: Management) -> None:
+    """Close the API client's HTTP session, where it keeps one (an aiohttp session left
+    open is an error under filterwarnings)."""
+    close = getattr(management, "close", None)
+    if close is not None:
+        await close()
+
+
 async def _consumers(management: Management, prefix: str) -> list[ConsumerInfo]:
     return [c for c in await management.all_consumers() if c.queue.startswith(prefix)]
 
@@ -109,6 +117,7 @@ async def test_a_channel_error_recovers_its_consumers_and_leaves_the_other_chann
             assert node.returncode is None
     finally:
         factory.cleanup()
+        await _close(management)
 
 
 # Classic queues: 2,500 quorum partitions are 10,000 Raft groups (with the buried
@@ -178,6 +187,7 @@ async def test_one_node_consumes_5000_queues_each_with_its_prefetch(
         await etcd.close()
         await _delete(broker, names)
         await broker.close()
+        await _close(management)
 
 
 async def _delete(broker: Broker, names: list[str]) -> None:
