@@ -142,7 +142,8 @@ class Node:
         self.history: Recorder | None = None
         """Records job events in the namespace's history stream; None when history is off."""
         if config.history.enabled:
-            self.history = Recorder(self.broker, config.etcd.namespace, config.name, config.history)
+            own = Broker(config.amqp, connection_name=f"{config.name} history")
+            self.history = Recorder(own, config.etcd.namespace, config.name, config.history)
 
     def _lease_id(self) -> int:
         return self.membership.lease_id

@@ -29,12 +29,16 @@ log = logging.getLogger(__name__)
 
 # The longest traceback kept in an event (its end: where it was raised).
 MAX_TRACEBACK = 8000
+RECONNECT_PAUSE = 2.0  # seconds between attempts to reconnect the recorder's connection
 
 
 class Recorder:
     """Batches one node's job events into the history stream."""
 
     def __init__(self, broker: Broker, namespace: str, node: str, config: HistoryConfig) -> None:
+        """`broker`: a connection of the recorder's own (it connects and reconnects it): a
+        stream refusing an append can close its whole connection ("Stream not found" while
+        a cluster starts the stream's members), which must not be the node's."""
         self.broker = broker
         self.node = node
         self.config = config
@@ -50,6 +54,7 @@ class Recorder:
         self._declared = False
         self._failing = False
         self._stopping = False
+        self._connect_after = 0.0  # loop time before which no connect is tried again
 
     # -- the hot path
 
@@ -87,6 +92,7 @@ class Recorder:
         if self._events:
             self._drop(len(self._events), "the node stopped before RabbitMQ took them")
             self._events = []
+        await self.broker.close()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -116,7 +122,11 @@ class Recorder:
 
     async def _send(self, batch: list[EventTuple]) -> None:
         if not self.broker.is_connected:
-            raise BrokerError("not connected to RabbitMQ")
+            now = asyncio.get_running_loop().time()
+            if now < self._connect_after:
+                raise BrokerError("not connected to RabbitMQ")
+            self._connect_after = now + RECONNECT_PAUSE
+            await self.broker.connect()
         body = encode_batch(self.node, batch)
         if not self._declared:
             await self._declare()

@@ -8,8 +8,10 @@ import re
 import signal
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from roger_cluster import Client, JobEvent
+from roger_cluster.management import Management
 from roger_cluster.names import history_stream_name
 from roger_cluster.testing import NodeFactory, eventually
 from roger_cluster.testing.ledger import events
@@ -168,3 +170,40 @@ def _dropped(port: int) -> float:
     found = re.search(r"^roger_history_dropped_events_total (\S+)$", text, re.MULTILINE)
     assert found, text
     return float(found.group(1))
+
+
+async def test_history_has_a_connection_of_its_own_whose_loss_leaves_the_nodes_jobs_alone(
+    node_factory: NodeFactory,
+    roger_client: Client,
+    roger_partition: str,
+    roger_management: Management,
+    ledger: Path,
+) -> None:
+    """A stream can refuse an append by closing the whole connection ("Stream not found" while
+    a RabbitMQ cluster starts its members): on the node's connection, that requeued every
+    running job. The recorder has its own connection; closing it stops no job."""
+    node = await node_factory.start(jobs="tests.jobs")
+    await roger_client.start_partition(roger_partition, {"default": 2})
+    first = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(first, roger_partition)
+    await _until(roger_client, first.id, "succeeded")
+
+    async def history_connection() -> str:
+        names = await roger_management.connection_names()
+        found = [c for c, given in names.items() if given == f"{node.name} history"]
+        assert len(found) == 1, names
+        return found[0]
+
+    closed = await eventually(history_connection, timeout=15)
+    running = jobs.Record.create({"ledger": str(ledger), "sleep": 3})
+    await roger_client.enqueue(running, roger_partition)
+    await eventually(lambda: events(ledger, "start", running.id), timeout=15)
+    assert await roger_management._delete(f"/api/connections/{quote(closed, safe='')}")
+    await eventually(lambda: events(ledger, "end", running.id), timeout=15)
+    assert events(ledger, "start", running.id) == events(ledger, "start", running.id)[:1]  # ran once
+    assert events(ledger, "stopped") == [] and "lost the connection" not in node.log()
+    # The recorder reconnects on its own: the running job's end, or the next job, is recorded.
+    after = jobs.Record.create({"ledger": str(ledger)})
+    await roger_client.enqueue(after, roger_partition)
+    await _until(roger_client, after.id, "succeeded")
+    assert await eventually(history_connection, timeout=15) != closed

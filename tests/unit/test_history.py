@@ -57,7 +57,8 @@ async def test_the_recorder_drops_and_counts_what_rabbitmq_does_not_take_and_hol
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = HistoryConfig(batch_size=2, buffer=4)
-    recorder = Recorder(Broker(AmqpConfig()), "ns", "node1", config)  # never connected
+    unreachable = AmqpConfig(url="amqp://guest:guest@127.0.0.1:1/", connect_timeout=2)
+    recorder = Recorder(Broker(unreachable), "ns", "node1", config)  # cannot connect
     for _ in range(10):
         recorder.add(_event("started"))
     assert (len(recorder._events), recorder.dropped) == (4, 6)  # bounded: the rest counted
